@@ -1,0 +1,184 @@
+r"""Binary losses: ``binary_cross_entropy`` and ``binary_cross_entropy_with_logits``.
+
+One elementwise CPU kernel serves both; the scalar formulas below are plain
+compiled functions so the CUDA kernels reuse them unchanged.
+"""
+
+import numpy as np
+from numba import prange
+
+from . import _reduce
+from ._dispatch import backend_of, host_array, host_param
+from ._jit import kernel, serial
+from ._validate import broadcast_shape, check_same_shape, float_dtype
+
+#: torch clamps each log at -100 so that input 0 or 1 gives a finite loss of 100.
+LOG_CLAMP = -100.0
+#: torch's floor on ``x (1 - x)`` in the BCE gradient.
+GRAD_EPS = 1e-12
+
+
+@serial
+def bce_value(x, t):
+    """``-(t * max(log x, -100) + (1 - t) * max(log(1 - x), -100))``, as torch computes it."""
+    return (t - 1.0) * max(np.log1p(-x), LOG_CLAMP) - t * max(np.log(x), LOG_CLAMP)
+
+
+@serial
+def bce_grad(x, t):
+    """``(x - t) / max(x (1 - x), 1e-12)``: finite at x = 0 and x = 1, as in torch."""
+    return (x - t) / max((1.0 - x) * x, GRAD_EPS)
+
+
+@serial
+def log_sigmoid(x):
+    """``log(1 / (1 + exp(-x)))`` without overflow for any ``|x|``."""
+    return min(x, 0.0) - np.log1p(np.exp(-abs(x)))
+
+
+@serial
+def bce_logits_value(x, t, pw):
+    """``(1 - t) x - (1 + (pw - 1) t) log_sigmoid(x)``."""
+    return (1.0 - t) * x - (1.0 + (pw - 1.0) * t) * log_sigmoid(x)
+
+
+@serial
+def bce_logits_grad(x, t, pw):
+    """``(pw t + 1 - t) sigmoid(x) - pw t``; ``sigmoid(x) - t`` when ``pw == 1``."""
+    pt = pw * t
+    return (pt + 1.0 - t) / (1.0 + np.exp(-x)) - pt
+
+
+@kernel
+def _binary_kernel(x, t, w, pw, logits, gscale, gstride, out, grad, partials, bad):
+    """Elementwise BCE (``logits=False``) or BCE-with-logits over flat arrays.
+
+    ``w`` and ``pw`` are flat broadcasts of weight / pos_weight or empty.
+    ``bad[b]`` receives the first index in block ``b`` with an input outside
+    [0, 1] (BCE only), or -1.
+    """
+    m = x.size
+    block = _reduce.BLOCK
+    has_w = w.size > 0
+    has_pw = pw.size > 0
+    want_out = out.size > 0
+    want_grad = grad.size > 0
+    for b in prange(partials.size):
+        lo = b * block
+        hi = min(lo + block, m)
+        acc = 0.0
+        first_bad = -1
+        for i in range(lo, hi):
+            xi = x[i]
+            ti = t[i]
+            wi = w[i] if has_w else 1.0
+            if logits:
+                pwi = pw[i] if has_pw else 1.0
+                loss = bce_logits_value(xi, ti, pwi) * wi
+                if want_grad:
+                    grad[i] = bce_logits_grad(xi, ti, pwi) * wi * gscale[i * gstride]
+            else:
+                if not (xi >= 0.0 and xi <= 1.0):  # NaN fails too, as in torch
+                    if first_bad < 0:
+                        first_bad = i
+                loss = bce_value(xi, ti) * wi
+                if want_grad:
+                    grad[i] = bce_grad(xi, ti) * wi * gscale[i * gstride]
+            acc += loss
+            if want_out:
+                out[i] = loss
+        partials[b] = acc
+        bad[b] = first_bad
+
+
+def _binary(input, target, weight, pos_weight, reduction, return_grad, grad_output, logits):
+    _reduce.check_reduction(reduction)
+    backend = backend_of(input, ("target", target), ("weight", weight), ("pos_weight", pos_weight))
+    if backend == "cuda":
+        from . import _cuda_dispatch
+
+        _cuda_dispatch.unavailable()
+    x = host_array(input, "input")
+    t = host_array(target, "target")
+    dtype = float_dtype(x.dtype)
+    if t.dtype.kind not in "biuf":
+        raise TypeError(f"target must be a real numeric array, got {t.dtype}")
+    check_same_shape(x.shape, t.shape)
+    shape = x.shape
+    params = []
+    for name, p in (("weight", weight), ("pos_weight", pos_weight)):
+        p = host_param(p, name, dtype)
+        if p is not None:
+            broadcast_shape(p.shape, shape, name)
+            p = np.ascontiguousarray(np.broadcast_to(p, shape)).reshape(-1)
+        params.append(np.empty(0, dtype) if p is None else p)
+    xf = np.ascontiguousarray(x).reshape(-1)
+    tf = np.ascontiguousarray(t, dtype=dtype).reshape(-1)
+    M = xf.size
+    out = np.empty(M if reduction == "none" else 0, dtype)
+    grad = np.empty(M if return_grad else 0, dtype)
+    nb = _reduce.n_blocks(M)
+    partials = np.empty(nb)
+    bad = np.empty(nb, np.int64)
+    gscale, gstride = _reduce.grad_scale(reduction, grad_output, M, shape)
+    _binary_kernel(xf, tf, params[0], params[1], logits, gscale, gstride, out, grad, partials, bad)
+    hits = bad[bad >= 0]
+    if hits.size:
+        pos = int(hits[0])
+        raise ValueError(
+            f"all elements of input should be between 0 and 1; input{list(np.unravel_index(pos, shape))} "
+            f"= {xf[pos]}"
+        )
+    loss = _reduce.finish(reduction, out, partials, M, dtype, shape)
+    if return_grad:
+        return loss, grad.reshape(shape)
+    return loss
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean", *, return_grad=False, grad_output=None):
+    r"""Binary cross-entropy between probabilities ``input`` and ``target``.
+
+    Same semantics as ``torch.nn.functional.binary_cross_entropy``:
+
+    .. math::
+        \ell = -w\,[\,t \max(\log x, -100) + (1 - t) \max(\log(1 - x), -100)\,],
+        \qquad
+        \frac{\partial \ell}{\partial x} = w\,\frac{x - t}{\max(x (1 - x), 10^{-12})}
+
+    ``input`` must lie in ``[0, 1]`` (else ValueError, NaN included, as torch);
+    ``target`` has the input's shape and is cast to its dtype; ``weight``
+    broadcasts to the input.  ``mean`` divides by the number of elements.
+
+    Example:
+        >>> import numpy as np, numbaloss
+        >>> p = np.array([0.9, 0.2, 1.0]); y = np.array([1.0, 0.0, 0.0])
+        >>> numbaloss.binary_cross_entropy(p, y, reduction="none").round(4)
+        array([  0.1054,   0.2231, 100.    ])
+    """
+    return _binary(input, target, weight, None, reduction, return_grad, grad_output, False)
+
+
+def binary_cross_entropy_with_logits(
+    input, target, weight=None, reduction="mean", pos_weight=None, *, return_grad=False, grad_output=None
+):
+    r"""Binary cross-entropy on logits, numerically stable for any ``|x|``.
+
+    Same semantics as ``torch.nn.functional.binary_cross_entropy_with_logits``.
+    With :math:`\log\sigma(x) = \min(x, 0) - \log(1 + e^{-|x|})` and
+    :math:`l_p = 1 + (p - 1)\,t` for ``pos_weight`` :math:`p`:
+
+    .. math::
+        \ell = w\,[\,(1 - t)\,x - l_p \log\sigma(x)\,],
+        \qquad
+        \frac{\partial \ell}{\partial x} = w\,[\,(p t + 1 - t)\,\sigma(x) - p t\,]
+
+    ``weight`` and ``pos_weight`` broadcast to the input (``pos_weight`` of shape
+    ``(C,)`` along the last dimension).  ``mean`` divides by the number of elements.
+
+    Example:
+        >>> import numpy as np, numbaloss
+        >>> x = np.array([3.0, -1.0, 1e4]); y = np.array([1.0, 0.0, 0.0])
+        >>> numbaloss.binary_cross_entropy_with_logits(x, y, reduction="none").round(4)
+        array([4.860e-02, 3.133e-01, 1.000e+04])
+    """
+    return _binary(input, target, weight, pos_weight, reduction, return_grad, grad_output, True)

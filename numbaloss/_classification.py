@@ -1,0 +1,398 @@
+r"""Multi-class losses: ``cross_entropy`` and ``nll_loss`` (CPU kernels and public functions).
+
+Layout: logits of shape ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)`` are viewed
+as ``(N, C, S)`` with ``S = d1 * ... * dk``; a *row* is the ``C`` logits of one
+sample ``(n, s)``, ``M = N * S`` rows in all.  ``(N, C)`` inputs keep a 2-d view so
+that each row is contiguous.
+
+Class-index targets go through one cheap pass (:func:`_targets_kernel`) that
+validates every index, maps ignored ones to ``-1`` and sums the weights of the
+kept targets (the ``mean`` denominator).  Only then does the row kernel run, so
+it can never read out of bounds and can fuse the reduction's scale into the
+gradient.
+"""
+
+import numpy as np
+from numba import prange
+from numba.extending import overload
+
+from . import _reduce
+from ._dispatch import backend_of, host_array, host_param
+from ._jit import kernel, serial
+from ._validate import (
+    check_class_weight,
+    check_ignore_index,
+    check_label_smoothing,
+    class_layout,
+    float_dtype,
+)
+
+
+# --------------------------------------------------------------------------- rows
+def _row(a, n, s):
+    """Row ``(n, s)`` of a 2-d ``(N, C)`` or 3-d ``(N, C, S)`` array as a 1-d view."""
+
+
+@overload(_row, inline="always")
+def _row_overload(a, n, s):
+    if a.ndim == 2:
+        return lambda a, n, s: a[n]  # contiguous row: lets LLVM vectorize
+    return lambda a, n, s: a[n, :, s]
+
+
+@serial
+def _row_max(xr):
+    # NaN is never > m, but it still poisons the sum of exponentials below.
+    m = -np.inf
+    for c in range(xr.size):
+        if xr[c] > m:
+            m = xr[c]
+    return m
+
+
+@serial
+def _row_class_stats(xr, m, w, smooth):
+    """``sum_c exp(x_c - m)`` and, when ``smooth``, ``sum_c w_c (m - x_c)``.
+
+    ``m - x_c >= 0``: adding non-negative terms keeps the smoothing sum accurate
+    even for logits around 1e6, where ``C * lse - sum(x)`` would cancel.
+    """
+    s = 0.0
+    d = 0.0
+    has_w = w.size > 0
+    for c in range(xr.size):
+        v = xr[c]
+        s += np.exp(v - m)
+        if smooth:
+            wc = w[c] if has_w else 1.0
+            d += wc * (m - v)
+    return s, d
+
+
+@serial
+def _row_prob_stats(xr, tr, m, w, eps, inv_c):
+    """``sum exp(x_c - m)``, ``Q = sum q_c`` and ``D = sum q_c (m - x_c)`` with ``q_c = w_c (t_c (1 - eps) + eps / C)``."""
+    s = 0.0
+    q_sum = 0.0
+    d = 0.0
+    has_w = w.size > 0
+    for c in range(xr.size):
+        v = xr[c]
+        s += np.exp(v - m)
+        q = tr[c] * (1.0 - eps) + eps * inv_c
+        if has_w:
+            q *= w[c]
+        q_sum += q
+        d += q * (m - v)
+    return s, q_sum, d
+
+
+# ------------------------------------------------------------------ target pass
+@kernel
+def _targets_kernel(target, ignore, has_ignore, n_classes, w, cls, wsum, bad):
+    """Validate class indices; ``cls[i]`` = class or -1 (ignored); per-block kept-weight sums."""
+    m = target.size
+    block = _reduce.BLOCK
+    has_w = w.size > 0
+    for b in prange(wsum.size):
+        lo = b * block
+        hi = min(lo + block, m)
+        acc = 0.0
+        first_bad = -1
+        for i in range(lo, hi):
+            t = target[i]
+            if has_ignore and t == ignore:
+                cls[i] = -1
+            elif t < 0 or t >= n_classes:
+                cls[i] = -1
+                if first_bad < 0:
+                    first_bad = i
+            else:
+                k = np.int64(t)
+                cls[i] = k
+                acc += w[k] if has_w else 1.0
+        wsum[b] = acc
+        bad[b] = first_bad
+
+
+def _class_targets(target, ignore_index, n_classes, w):
+    """Run the target pass; returns ``(cls, denominator)`` or raises IndexError naming the bad target."""
+    flat = np.ascontiguousarray(target).reshape(-1)
+    info = np.iinfo(flat.dtype)
+    has_ignore = info.min <= ignore_index <= info.max
+    ignore = flat.dtype.type(ignore_index if has_ignore else 0)
+    nb = _reduce.n_blocks(flat.size)
+    cls = np.empty(flat.size, np.int64)
+    wsum = np.empty(nb)
+    bad = np.empty(nb, np.int64)
+    _targets_kernel(flat, ignore, has_ignore, n_classes, _or_empty(w, np.float64), cls, wsum, bad)
+    hits = bad[bad >= 0]
+    if hits.size:
+        pos = int(hits[0])
+        where = np.unravel_index(pos, target.shape) if target.ndim else ()
+        raise IndexError(
+            f"Target {flat[pos]} is out of bounds. (at target index {tuple(int(i) for i in where)}; "
+            f"valid classes are 0..{n_classes - 1}, ignore_index={ignore_index})"
+        )
+    return cls, _reduce.combine(wsum)
+
+
+def _or_empty(a, dtype):
+    return np.empty(0, dtype) if a is None else a
+
+
+# ------------------------------------------------------------------ row kernels
+@kernel
+def _ce_kernel(x, cls, tgt, w, eps, gscale, gstride, out, grad, partials, rpb, S):
+    """Cross-entropy per row, fused with its gradient and the block partial sums.
+
+    ``cls`` (class targets, -1 = ignored) or ``tgt`` (probabilities, same shape
+    as ``x``) is non-empty; ``out``/``grad`` are written when non-empty.
+    """
+    M = x.shape[0] * S
+    n_classes = x.shape[1]
+    inv_c = 1.0 / n_classes
+    probs = cls.size == 0
+    smooth = eps > 0.0
+    has_w = w.size > 0
+    want_out = out.size > 0
+    want_grad = grad.size > 0
+    w_total = 0.0
+    if smooth and not probs:
+        if has_w:
+            for c in range(n_classes):
+                w_total += w[c]
+        else:
+            w_total = n_classes
+    for b in prange(partials.size):
+        lo = b * rpb
+        hi = min(lo + rpb, M)
+        acc = 0.0
+        for r in range(lo, hi):
+            n = r // S
+            s_ = r - n * S
+            xr = _row(x, n, s_)
+            m = _row_max(xr)
+            if probs:
+                tr = _row(tgt, n, s_)
+                s, q_sum, d = _row_prob_stats(xr, tr, m, w, eps, inv_c)
+                loss = q_sum * np.log(s) + d
+            else:
+                y = cls[r]
+                if y < 0:
+                    loss = 0.0
+                    s, d = _row_class_stats(xr, m, w, False)
+                    q_sum = 0.0
+                    wy = 0.0
+                else:
+                    wy = w[y] if has_w else 1.0
+                    s, d = _row_class_stats(xr, m, w, smooth)
+                    ls = np.log(s)
+                    loss = (1.0 - eps) * wy * (ls + (m - xr[y]))
+                    if smooth:
+                        loss += eps * inv_c * (w_total * ls + d)
+                    q_sum = (1.0 - eps) * wy + eps * inv_c * w_total
+            acc += loss
+            if want_out:
+                out[r] = loss
+            if want_grad:
+                g = gscale[r * gstride]
+                gr = _row(grad, n, s_)
+                a = g * q_sum / s
+                if probs:
+                    for j in range(n_classes):
+                        q = tr[j] * (1.0 - eps) + eps * inv_c
+                        if has_w:
+                            q *= w[j]
+                        gr[j] = a * np.exp(xr[j] - m) - g * q
+                elif y < 0:
+                    # torch: 0 * softmax, so NaN logits still give NaN here
+                    for j in range(n_classes):
+                        gr[j] = 0.0 * np.exp(xr[j] - m)
+                else:
+                    bw = g * eps * inv_c
+                    for j in range(n_classes):
+                        wj = w[j] if has_w else 1.0
+                        gr[j] = a * np.exp(xr[j] - m) - bw * wj
+                    gr[y] -= g * (1.0 - eps) * wy
+        partials[b] = acc
+
+
+@kernel
+def _nll_kernel(x, cls, w, gscale, gstride, out, grad, partials, rpb, S):
+    """``-w[y] * x[n, y, s]`` per row (0 for ignored rows); ``grad`` must arrive zeroed."""
+    M = cls.size
+    has_w = w.size > 0
+    want_out = out.size > 0
+    want_grad = grad.size > 0
+    for b in prange(partials.size):
+        lo = b * rpb
+        hi = min(lo + rpb, M)
+        acc = 0.0
+        for r in range(lo, hi):
+            n = r // S
+            s_ = r - n * S
+            y = cls[r]
+            loss = 0.0
+            if y >= 0:
+                wy = w[y] if has_w else 1.0
+                loss = -(_row(x, n, s_)[y] * wy)
+                if want_grad:
+                    _row(grad, n, s_)[y] = -(wy * gscale[r * gstride])
+            acc += loss
+            if want_out:
+                out[r] = loss
+        partials[b] = acc
+
+
+# ------------------------------------------------------------------ public API
+def _prepare(input, target, weight, reduction, loss):
+    """Shared front half of cross_entropy / nll_loss: checks, layout, CPU arrays."""
+    _reduce.check_reduction(reduction)
+    backend = backend_of(input, ("target", target), ("weight", weight))
+    if backend == "cuda":
+        from . import _cuda_dispatch
+
+        _cuda_dispatch.unavailable()
+    x = host_array(input, "input")
+    t = host_array(target, "target")
+    dtype = float_dtype(x.dtype)
+    N, C, S, loss_shape, probs = class_layout(x.shape, t.shape, t.dtype, loss)
+    w = host_param(weight, "weight", dtype)
+    if w is not None:
+        check_class_weight(w.shape, C)
+    shape = (N, C) if S == 1 else (N, C, S)
+    x = np.ascontiguousarray(x).reshape(shape)
+    return x, t, w, N, C, S, loss_shape, probs, dtype
+
+
+def _outputs(x, M, reduction, return_grad, zero_grad, rows):
+    out = np.empty(M if reduction == "none" else 0, x.dtype)
+    if return_grad:
+        grad = np.zeros_like(x) if zero_grad else np.empty_like(x)
+    else:
+        grad = np.empty((0,) * x.ndim, x.dtype)
+    partials = np.empty(_reduce.n_blocks(M, rows))
+    return out, grad, partials
+
+
+def cross_entropy(
+    input,
+    target,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    *,
+    return_grad=False,
+    grad_output=None,
+):
+    r"""Cross-entropy between logits and class indices or class probabilities.
+
+    Same semantics as ``torch.nn.functional.cross_entropy`` (torch 2.13).  With
+    :math:`\log p_c = x_c - \log\sum_k e^{x_k}`, smoothing :math:`\varepsilon` and the
+    smoothed target :math:`t'_c = (1-\varepsilon) t_c + \varepsilon / C` (``t`` one-hot
+    for class indices), the per-sample loss is
+
+    .. math::
+        \ell = -\sum_c w_c\, t'_c \log p_c
+
+    (for class indices torch weights the one-hot part by :math:`w_y` and the
+    smoothing part by :math:`w_c`, which is the same formula).  ``mean`` divides by
+    :math:`\sum w_{y_i}` over non-ignored samples for class indices and by the
+    number of samples for probabilities.  Gradient:
+
+    .. math::
+        \frac{\partial \ell}{\partial x_j} = p_j \sum_c w_c t'_c - w_j t'_j
+
+    computed in the same pass over the logits as the loss (fused, no softmax array).
+
+    Args:
+        input: logits, ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``; float32/float64.
+        target: class indices of any integer dtype with shape ``()``, ``(N,)`` or
+            ``(N, d1, ..., dk)``, or probabilities with the input's shape.
+        weight: optional per-class weights ``(C,)``.
+        ignore_index: class index whose samples are skipped (class targets only;
+            must be negative with probability targets, as in torch).
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+        label_smoothing: in ``[0, 1]``.
+        return_grad: also return ``d sum(grad_output * loss) / d input``.
+        grad_output: upstream gradient; scalar, or loss-shaped for ``"none"``.
+
+    Returns:
+        ``loss``, or ``(loss, grad_input)`` with ``return_grad=True``.  ``loss`` is a
+        NumPy scalar of the input's dtype for ``mean``/``sum`` and an array of shape
+        ``(N, d1, ..., dk)`` for ``none``.
+
+    Example:
+        >>> import numpy as np, numbaloss
+        >>> logits = np.array([[2.0, 0.5, -1.0]], dtype=np.float32)
+        >>> loss, grad = numbaloss.cross_entropy(logits, np.array([0]), return_grad=True)
+        >>> round(float(loss), 4)
+        0.2413
+        >>> grad.round(4)
+        array([[-0.2144,  0.1753,  0.0391]], dtype=float32)
+    """
+    x, t, w, N, C, S, loss_shape, probs, dtype = _prepare(input, target, weight, reduction, "cross_entropy")
+    eps = check_label_smoothing(label_smoothing)
+    ignore_index = check_ignore_index(ignore_index)
+    M = N * S
+    if probs:
+        if ignore_index >= 0:
+            raise ValueError("ignore_index is not supported for floating point target")
+        tgt = np.ascontiguousarray(t, dtype=dtype).reshape(x.shape)
+        cls = np.empty(0, np.int64)
+        denominator = M
+    else:
+        cls, denominator = _class_targets(t, ignore_index, C, w)
+        tgt = np.empty((0,) * x.ndim, dtype)
+    rows = _reduce.rows_per_block(C)
+    out, grad, partials = _outputs(x, M, reduction, return_grad, False, rows)
+    gscale, gstride = _reduce.grad_scale(reduction, grad_output, denominator, loss_shape)
+    _ce_kernel(x, cls, tgt, _or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, rows, S)
+    loss = _reduce.finish(reduction, out, partials, denominator, dtype, loss_shape)
+    if return_grad:
+        return loss, grad.reshape(np.shape(input))
+    return loss
+
+
+def nll_loss(
+    input,
+    target,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    *,
+    return_grad=False,
+    grad_output=None,
+):
+    r"""Negative log-likelihood of class indices given log-probabilities.
+
+    Same semantics as ``torch.nn.functional.nll_loss``: per sample
+    :math:`\ell = -w_y\, x_y` (0 where ``y == ignore_index``); ``mean`` divides by
+    :math:`\sum w_{y_i}` over non-ignored samples.  Gradient: :math:`-w_y` at the
+    target class, 0 elsewhere.
+
+    Args:
+        input: log-probabilities ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``.
+        target: class indices of any integer dtype, ``()``, ``(N,)`` or ``(N, d1, ..., dk)``.
+        weight, ignore_index, reduction, return_grad, grad_output: as in :func:`cross_entropy`.
+
+    Example:
+        >>> import numpy as np, numbaloss
+        >>> logp = np.log(np.array([[0.7, 0.2, 0.1]]))
+        >>> round(float(numbaloss.nll_loss(logp, np.array([1]))), 4)
+        1.6094
+    """
+    x, t, w, N, C, S, loss_shape, _, dtype = _prepare(input, target, weight, reduction, "nll_loss")
+    ignore_index = check_ignore_index(ignore_index)
+    M = N * S
+    cls, denominator = _class_targets(t, ignore_index, C, w)
+    rows = _reduce.BLOCK
+    out, grad, partials = _outputs(x, M, reduction, return_grad, True, rows)
+    gscale, gstride = _reduce.grad_scale(reduction, grad_output, denominator, loss_shape)
+    _nll_kernel(x, cls, _or_empty(w, dtype), gscale, gstride, out, grad, partials, rows, S)
+    loss = _reduce.finish(reduction, out, partials, denominator, dtype, loss_shape)
+    if return_grad:
+        return loss, grad.reshape(np.shape(input))
+    return loss

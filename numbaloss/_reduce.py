@@ -1,0 +1,106 @@
+"""Reductions shared by every loss: ``none`` / ``sum`` / ``mean`` / weighted mean.
+
+Kernels never reduce across threads.  They split their samples into blocks of a
+size fixed by the problem shape (never by the thread count), write one float64
+partial sum per block, and :func:`combine` adds the partials pairwise in a fixed
+order.  The result is therefore bitwise identical for any ``NUMBA_NUM_THREADS``
+and from run to run, and float32 losses are accumulated in float64.
+
+The same module decides the gradient scale a kernel multiplies into its
+gradient (the reduction is fused into the gradient, so there is no second pass):
+``grad_output`` for ``sum``, ``grad_output / denominator`` for ``mean`` and the
+per-sample ``grad_output`` for ``none``.
+"""
+
+import numpy as np
+
+from ._jit import serial
+
+REDUCTIONS = ("none", "mean", "sum")
+
+#: Samples per block for elementwise losses.  Small enough for load balance,
+#: large enough that the per-block float64 sum costs nothing.
+BLOCK = 4096
+
+#: Target amount of work (logits) per block for row-wise losses.
+ROW_WORK = 1 << 16
+
+
+def n_blocks(n_samples, block=BLOCK):
+    """Number of blocks covering ``n_samples`` (at least one, so an empty input has one zero partial)."""
+    return max(1, -(-n_samples // block))
+
+
+def rows_per_block(n_classes):
+    """Rows per block for a row-wise loss with ``n_classes`` columns (shape-dependent, thread-independent)."""
+    return max(1, min(BLOCK, ROW_WORK // max(n_classes, 1)))
+
+
+@serial
+def combine(partials):
+    """Pairwise sum of float64 partials in a fixed order (error O(log n) ulp, deterministic)."""
+    n = partials.size
+    if n == 0:
+        return 0.0
+    buf = partials.astype(np.float64)
+    while n > 1:
+        half = n // 2
+        for i in range(half):
+            buf[i] = buf[2 * i] + buf[2 * i + 1]
+        if n % 2:
+            buf[half] = buf[n - 1]
+            n = half + 1
+        else:
+            n = half
+    return buf[0]
+
+
+def check_reduction(reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"{reduction!r} is not a valid value for reduction; choose one of "
+            + ", ".join(repr(r) for r in REDUCTIONS)
+        )
+
+
+def grad_scale(reduction, grad_output, denominator, loss_shape):
+    """Per-sample gradient scale as ``(scale, stride)``: sample ``i`` uses ``scale[i * stride]``.
+
+    ``grad_output`` defaults to 1 (ones for ``none``).  For ``sum``/``mean`` it
+    must be a scalar; for ``none`` it may also be an array broadcastable to the
+    loss's shape.
+    """
+    if grad_output is None:
+        g = np.ones(1)
+    else:
+        g = np.asarray(grad_output, dtype=np.float64)
+    if reduction == "none":
+        if g.size == 1 and g.ndim <= len(loss_shape):
+            return g.reshape(1), 0
+        try:
+            g = np.broadcast_to(g, loss_shape)
+        except ValueError:
+            raise ValueError(
+                f"grad_output of shape {g.shape} does not broadcast to the loss's shape {tuple(loss_shape)}"
+            ) from None
+        return np.ascontiguousarray(g).reshape(-1), 1
+    if g.size != 1:
+        raise ValueError(
+            f"grad_output must be a scalar for reduction={reduction!r}, got shape {g.shape}"
+        )
+    g = g.reshape(1)
+    if reduction == "mean":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = g / np.float64(denominator)
+    return g, 0
+
+
+def finish(reduction, out, partials, denominator, dtype, loss_shape):
+    """Turn a kernel's outputs into the loss: ``out`` reshaped for ``none``, else the combined partials."""
+    if reduction == "none":
+        return out.reshape(loss_shape)
+    total = combine(partials)
+    if reduction == "mean":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            total = np.float64(total) / np.float64(denominator)
+    return np.dtype(dtype).type(total)

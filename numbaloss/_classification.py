@@ -142,6 +142,58 @@ def _or_empty(a, dtype):
 
 
 # ------------------------------------------------------------------ row kernels
+@serial
+def _ce_row(xr, y, tr, w, eps, w_total, g, gr):
+    """Loss of one row; writes ``g * d loss / d x`` into ``gr`` when it is non-empty.
+
+    ``y >= 0``: class target (``y == -1``: ignored row).  ``y == -2``:
+    probability target ``tr``.  With ``q_c = w_c t'_c`` the loss is
+    ``Q log s + sum_c q_c (m - x_c)`` and the gradient ``g (Q p_j - q_j)``.
+    """
+    n_classes = xr.size
+    inv_c = 1.0 / n_classes
+    has_w = w.size > 0
+    m = _row_max(xr)
+    if y == -2:
+        s, q_sum, d = _row_prob_stats(xr, tr, m, w, eps, inv_c)
+        loss = q_sum * np.log(s) + d
+    elif y < 0:
+        s, d = _row_class_stats(xr, m, w, False)
+        loss = 0.0
+        q_sum = 0.0
+    else:
+        wy = w[y] if has_w else 1.0
+        smooth = eps > 0.0
+        s, d = _row_class_stats(xr, m, w, smooth)
+        ls = np.log(s)
+        loss = (1.0 - eps) * wy * (ls + (m - xr[y]))
+        if smooth:
+            loss += eps * inv_c * (w_total * ls + d)
+        q_sum = (1.0 - eps) * wy + eps * inv_c * w_total
+    if gr.size == 0:
+        return loss
+    # g * (Q p_j - q_j) with the target's share folded into q: exact 0 when C == 1
+    a = q_sum / s
+    if y == -2:
+        for j in range(n_classes):
+            q = tr[j] * (1.0 - eps) + eps * inv_c
+            if has_w:
+                q *= w[j]
+            gr[j] = g * (a * np.exp(xr[j] - m) - q)
+    elif y < 0:
+        # torch: 0 * softmax, so NaN logits still give NaN here
+        for j in range(n_classes):
+            gr[j] = 0.0 * np.exp(xr[j] - m)
+    else:
+        b = eps * inv_c
+        for j in range(n_classes):
+            wj = w[j] if has_w else 1.0
+            gr[j] = g * (a * np.exp(xr[j] - m) - b * wj)
+        wj = w[y] if has_w else 1.0
+        gr[y] = g * (a * np.exp(xr[y] - m) - (b * wj + (1.0 - eps) * wy))
+    return loss
+
+
 @kernel
 def _ce_kernel(x, cls, tgt, w, eps, gscale, gstride, out, grad, partials, rpb, S):
     """Cross-entropy per row, fused with its gradient and the block partial sums.
@@ -150,71 +202,28 @@ def _ce_kernel(x, cls, tgt, w, eps, gscale, gstride, out, grad, partials, rpb, S
     as ``x``) is non-empty; ``out``/``grad`` are written when non-empty.
     """
     M = x.shape[0] * S
-    n_classes = x.shape[1]
-    inv_c = 1.0 / n_classes
     probs = cls.size == 0
-    smooth = eps > 0.0
-    has_w = w.size > 0
     want_out = out.size > 0
     want_grad = grad.size > 0
-    w_total = 0.0
-    if smooth and not probs:
-        if has_w:
-            for c in range(n_classes):
-                w_total += w[c]
-        else:
-            w_total = n_classes
+    w_total = np.float64(x.shape[1])
+    if w.size > 0:
+        w_total = 0.0
+        for c in range(w.size):
+            w_total += w[c]
     for b in prange(partials.size):
         lo = b * rpb
         hi = min(lo + rpb, M)
         acc = 0.0
         for r in range(lo, hi):
             n = r // S
-            s_ = r - n * S
-            xr = _row(x, n, s_)
-            m = _row_max(xr)
-            if probs:
-                tr = _row(tgt, n, s_)
-                s, q_sum, d = _row_prob_stats(xr, tr, m, w, eps, inv_c)
-                loss = q_sum * np.log(s) + d
-            else:
-                y = cls[r]
-                if y < 0:
-                    loss = 0.0
-                    s, d = _row_class_stats(xr, m, w, False)
-                    q_sum = 0.0
-                    wy = 0.0
-                else:
-                    wy = w[y] if has_w else 1.0
-                    s, d = _row_class_stats(xr, m, w, smooth)
-                    ls = np.log(s)
-                    loss = (1.0 - eps) * wy * (ls + (m - xr[y]))
-                    if smooth:
-                        loss += eps * inv_c * (w_total * ls + d)
-                    q_sum = (1.0 - eps) * wy + eps * inv_c * w_total
+            s = r - n * S
+            y = np.int64(-2) if probs else cls[r]
+            tr = _row(tgt, n, s) if probs else tgt.ravel()[:0]
+            gr = _row(grad, n, s) if want_grad else grad.ravel()[:0]
+            loss = _ce_row(_row(x, n, s), y, tr, w, eps, w_total, gscale[r * gstride], gr)
             acc += loss
             if want_out:
                 out[r] = loss
-            if want_grad:
-                g = gscale[r * gstride]
-                gr = _row(grad, n, s_)
-                a = g * q_sum / s
-                if probs:
-                    for j in range(n_classes):
-                        q = tr[j] * (1.0 - eps) + eps * inv_c
-                        if has_w:
-                            q *= w[j]
-                        gr[j] = a * np.exp(xr[j] - m) - g * q
-                elif y < 0:
-                    # torch: 0 * softmax, so NaN logits still give NaN here
-                    for j in range(n_classes):
-                        gr[j] = 0.0 * np.exp(xr[j] - m)
-                else:
-                    bw = g * eps * inv_c
-                    for j in range(n_classes):
-                        wj = w[j] if has_w else 1.0
-                        gr[j] = a * np.exp(xr[j] - m) - bw * wj
-                    gr[y] -= g * (1.0 - eps) * wy
         partials[b] = acc
 
 

@@ -70,10 +70,7 @@ def grad_scale(reduction, grad_output, denominator, loss_shape):
     must be a scalar; for ``none`` it may also be an array broadcastable to the
     loss's shape.
     """
-    if grad_output is None:
-        g = np.ones(1)
-    else:
-        g = np.asarray(grad_output, dtype=np.float64)
+    g = np.asarray(1.0 if grad_output is None else grad_output, dtype=np.float64)
     if reduction == "none":
         if g.size == 1 and g.ndim <= len(loss_shape):
             return g.reshape(1), 0

@@ -1,0 +1,101 @@
+"""Input generators for the parity tests (also used by the CUDA tests)."""
+
+import numpy as np
+
+CLASS_SHAPES = [(41, 1271), (5, 3), (1, 1), (0, 4), (7,), (4, 5, 3, 2), (3, 6, 0)]
+BINARY_SHAPES = [(41, 1271), (5,), (1,), (0,), (3, 4, 5)]
+REDUCTIONS = ["mean", "sum", "none"]
+DTYPES = [np.float32, np.float64]
+
+#: option sets per loss: name -> list of (id, kwargs-builder(rng, C or shape))
+CLASS_OPTIONS = {
+    "plain": lambda rng, C: {},
+    "weight": lambda rng, C: {"weight": rng.uniform(0.2, 2.0, C)},
+    "ignore": lambda rng, C: {"ignore_index": -100},
+    "ignore_valid_class": lambda rng, C: {"ignore_index": 0},
+    "smooth": lambda rng, C: {"label_smoothing": 0.15},
+    "weight_ignore_smooth": lambda rng, C: {"weight": rng.uniform(0.2, 2.0, C), "ignore_index": 1, "label_smoothing": 0.3},
+}
+PROB_OPTIONS = {
+    "prob": lambda rng, C: {},
+    "prob_weight_smooth": lambda rng, C: {"weight": rng.uniform(0.2, 2.0, C), "label_smoothing": 0.2},
+}
+BINARY_OPTIONS = {
+    "plain": lambda rng, shape, logits: {},
+    "weight_full": lambda rng, shape, logits: {"weight": rng.uniform(0.2, 2.0, shape)},
+    "weight_last": lambda rng, shape, logits: {"weight": rng.uniform(0.2, 2.0, shape[-1:])},
+    "pos_weight": lambda rng, shape, logits: {"pos_weight": rng.uniform(0.2, 3.0, shape[-1:])} if logits else {},
+    "both": lambda rng, shape, logits: (
+        {"weight": rng.uniform(0.2, 2.0, shape), "pos_weight": rng.uniform(0.2, 3.0, shape[-1:])} if logits else
+        {"weight": rng.uniform(0.2, 2.0, shape)}
+    ),
+}
+
+
+def class_case(name, shape, dtype, option, rng):
+    """(input, target, kwargs) for cross_entropy / nll_loss."""
+    C = shape[0] if len(shape) == 1 else shape[1]
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    if name == "nll_loss":
+        x = x - np.log(np.exp(x.astype(np.float64)).sum(axis=0 if len(shape) == 1 else 1, keepdims=True)).astype(dtype)
+    if option in PROB_OPTIONS:
+        kwargs = PROB_OPTIONS[option](rng, C)
+        t = rng.random(shape)
+        axis = 0 if len(shape) == 1 else 1
+        t = (t / np.maximum(t.sum(axis=axis, keepdims=True), 1e-12)).astype(dtype)
+        return x, t, kwargs
+    kwargs = CLASS_OPTIONS[option](rng, C)
+    tshape = () if len(shape) == 1 else (shape[0],) + shape[2:]
+    t = rng.integers(0, max(C, 1), tshape).astype(np.int64)
+    if "ignore_index" in kwargs and t.size:
+        flat = t.reshape(-1)
+        flat[rng.random(flat.size) < 0.3] = kwargs["ignore_index"]
+        t = flat.reshape(tshape)
+    return x, t, kwargs
+
+
+def binary_case(name, shape, dtype, option, rng):
+    logits = name == "binary_cross_entropy_with_logits"
+    if logits:
+        x = (rng.standard_normal(shape) * 4).astype(dtype)
+    else:
+        x = rng.uniform(0.0, 1.0, shape).astype(dtype)
+    t = rng.uniform(0.0, 1.0, shape).astype(dtype)
+    if t.size:
+        t.reshape(-1)[::3] = np.round(t.reshape(-1)[::3])
+    return x, t, BINARY_OPTIONS[option](rng, shape, logits)
+
+
+def grad_output_for(reduction, loss_shape, rng):
+    if reduction == "none":
+        return rng.uniform(-2.0, 2.0, loss_shape)
+    return 2.5
+
+
+def all_cases():
+    """Every (loss, shape, dtype, option, reduction, use_grad_output) parity case, as pytest ids + args."""
+    out = []
+    for name in ("cross_entropy", "nll_loss"):
+        if name == "cross_entropy":
+            options = list(CLASS_OPTIONS) + list(PROB_OPTIONS)
+        else:  # nll_loss has no label_smoothing
+            options = [o for o in CLASS_OPTIONS if "smooth" not in o]
+        for shape in CLASS_SHAPES:
+            for option in options:
+                for reduction in REDUCTIONS:
+                    out.append((name, shape, option, reduction))
+    for name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
+        for shape in BINARY_SHAPES:
+            for option in BINARY_OPTIONS:
+                if option == "pos_weight" and name == "binary_cross_entropy":
+                    continue
+                for reduction in REDUCTIONS:
+                    out.append((name, shape, option, reduction))
+    return out
+
+
+def make(name, shape, dtype, option, seed=0):
+    rng = np.random.default_rng(abs(hash((name, shape, option, np.dtype(dtype).str, seed))) % 2**32)
+    if name in ("cross_entropy", "nll_loss"):
+        return class_case(name, shape, dtype, option, rng), rng
+    return binary_case(name, shape, dtype, option, rng), rng

@@ -1,0 +1,69 @@
+"""Shared test configuration: tolerances (declared once), the loss registry, torch helpers."""
+
+import os
+
+# Numba reads this at import: without a real GPU, the CUDA tests run on Numba's simulator.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not os.path.exists("/proc/driver/nvidia/version"):
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+import numpy as np
+import pytest
+
+import numbaloss
+from tests import reference
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover - CI always installs torch
+    torch = None
+
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed (pip install torch==2.13.0)")
+
+#: Tolerances, declared once per dtype.  ``atol`` is relative to the largest
+#: magnitude in the expected array, so tiny gradient entries are compared on the
+#: scale of the whole gradient.
+TOL = {
+    np.dtype(np.float32): dict(rtol=2e-5, atol=2e-6),
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
+}
+
+#: name -> (numbaloss function, reference function, torch function name)
+LOSSES = {
+    "cross_entropy": (numbaloss.cross_entropy, reference.cross_entropy, "cross_entropy"),
+    "nll_loss": (numbaloss.nll_loss, reference.nll_loss, "nll_loss"),
+    "binary_cross_entropy": (numbaloss.binary_cross_entropy, reference.binary_cross_entropy, "binary_cross_entropy"),
+    "binary_cross_entropy_with_logits": (
+        numbaloss.binary_cross_entropy_with_logits,
+        reference.binary_cross_entropy_with_logits,
+        "binary_cross_entropy_with_logits",
+    ),
+}
+
+
+def assert_close(actual, expected, dtype, scale=None):
+    """Compare with the dtype's tolerance; NaN must match NaN and inf must match inf."""
+    tol = TOL[np.dtype(dtype)]
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    finite = np.isfinite(expected)
+    if scale is None:
+        scale = np.abs(expected[finite]).max() if finite.any() else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * max(scale, 1e-30), equal_nan=True)
+
+
+def run_torch(name, x, target, kwargs, grad_output=None):
+    """torch's loss and gradient of ``sum(grad_output * loss)`` for NumPy inputs."""
+    xt = torch.tensor(np.asarray(x), requires_grad=True)
+    target = np.asarray(target)
+    if target.dtype.kind in "iu":
+        tt = torch.from_numpy(target.astype(np.int64))
+    else:
+        tt = torch.tensor(target.astype(x.dtype))
+    kw = {k: (torch.tensor(np.asarray(v, x.dtype)) if k in ("weight", "pos_weight") and v is not None else v)
+          for k, v in kwargs.items()}
+    loss = getattr(F, name)(xt, tt, **kw)
+    go = torch.ones_like(loss) if grad_output is None else torch.as_tensor(np.asarray(grad_output, x.dtype)).expand_as(loss)
+    loss.backward(go)
+    return loss.detach().numpy(), xt.grad.numpy()

@@ -1,0 +1,139 @@
+"""Independent float64 NumPy references, written from the formulas (torch 2.13 semantics).
+
+Each function returns ``(loss, grad_input)`` where ``grad_input`` is the gradient
+of ``sum(grad_output * loss)`` with respect to ``input``.  They share no code with
+numbaloss and are imported by the tests and the benchmarks alike.
+"""
+
+import numpy as np
+
+
+def _reduce(per_sample, reduction, denominator):
+    if reduction == "none":
+        return per_sample
+    total = per_sample.sum()
+    if reduction == "sum":
+        return total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / denominator
+
+
+def _scale(reduction, grad_output, denominator, shape):
+    g = np.float64(1.0) if grad_output is None else np.asarray(grad_output, np.float64)
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g = g / denominator
+    return np.broadcast_to(g, shape)
+
+
+def _classes_last(x):
+    """(C,) -> (1, C); (N, C, d...) -> (N*prod(d), C) with rows in (n, d...) order."""
+    x = np.asarray(x, np.float64)
+    if x.ndim == 1:
+        return x[None, :]
+    return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
+
+
+def _classes_back(rows, shape):
+    if len(shape) == 1:
+        return rows[0]
+    moved = (shape[0],) + tuple(shape[2:]) + (shape[1],)
+    return np.moveaxis(rows.reshape(moved), -1, 1)
+
+
+def _log_softmax(rows):
+    m = rows.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        z = rows - m
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def cross_entropy(x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0, grad_output=None):
+    """Cross-entropy for class-index or probability targets, with weight, ignore_index and smoothing."""
+    x = np.asarray(x, np.float64)
+    shape = x.shape
+    C = shape[0] if x.ndim == 1 else shape[1]
+    rows = _classes_last(x)
+    logp = _log_softmax(rows)
+    p = np.exp(logp)
+    w = np.ones(C) if weight is None else np.asarray(weight, np.float64)
+    eps = float(label_smoothing)
+    loss_shape = () if x.ndim == 1 else (shape[0],) + tuple(shape[2:])
+    target = np.asarray(target)
+    if target.shape == shape:  # probabilities
+        t = _classes_last(target)
+        if eps > 0:
+            t = t * (1 - eps) + eps / C
+        with np.errstate(invalid="ignore"):
+            per = -(logp * t * w).sum(axis=1)
+        denominator = rows.shape[0]
+        g = _scale(reduction, grad_output, denominator, loss_shape).reshape(-1)
+        q = w * t
+        grad = g[:, None] * (p * q.sum(axis=1, keepdims=True) - q)
+    else:
+        y = target.reshape(-1).astype(np.int64)
+        keep = y != ignore_index
+        yk = np.where(keep, y, 0)
+        wy = np.where(keep, w[yk], 0.0)
+        with np.errstate(invalid="ignore"):
+            nll = -wy * logp[np.arange(len(y)), yk]
+            per = np.where(keep, (1 - eps) * nll, 0.0)
+            if eps > 0:
+                smooth = -(logp * w).sum(axis=1)
+                per = per + np.where(keep, eps / C * smooth, 0.0)
+        denominator = wy.sum()
+        g = _scale(reduction, grad_output, denominator, loss_shape).reshape(-1)
+        onehot = np.zeros_like(rows)
+        onehot[np.arange(len(y)), yk] = 1.0
+        d = (1 - eps) * wy[:, None] * (p - onehot) + (eps / C) * (w.sum() * p - w)
+        with np.errstate(invalid="ignore"):
+            grad = np.where(keep[:, None], g[:, None] * d, 0.0)
+    return _reduce(per.reshape(loss_shape), reduction, denominator), _classes_back(grad, shape)
+
+
+def nll_loss(x, target, weight=None, ignore_index=-100, reduction="mean", grad_output=None):
+    """``-w[y] * x[y]`` per sample; 0 for ignored samples."""
+    x = np.asarray(x, np.float64)
+    shape = x.shape
+    C = shape[0] if x.ndim == 1 else shape[1]
+    rows = _classes_last(x)
+    w = np.ones(C) if weight is None else np.asarray(weight, np.float64)
+    loss_shape = () if x.ndim == 1 else (shape[0],) + tuple(shape[2:])
+    y = np.asarray(target).reshape(-1).astype(np.int64)
+    keep = y != ignore_index
+    yk = np.where(keep, y, 0)
+    wy = np.where(keep, w[yk], 0.0)
+    per = np.where(keep, -wy * rows[np.arange(len(y)), yk], 0.0)
+    denominator = wy.sum()
+    g = _scale(reduction, grad_output, denominator, loss_shape).reshape(-1)
+    grad = np.zeros_like(rows)
+    with np.errstate(invalid="ignore"):
+        grad[np.arange(len(y)), yk] = np.where(keep, -wy * g, 0.0)
+    return _reduce(per.reshape(loss_shape), reduction, denominator), _classes_back(grad, shape)
+
+
+def binary_cross_entropy(x, target, weight=None, reduction="mean", grad_output=None):
+    """``-w (t max(log x, -100) + (1 - t) max(log(1 - x), -100))``; gradient with torch's 1e-12 floor."""
+    x = np.asarray(x, np.float64)
+    t = np.asarray(target, np.float64)
+    w = 1.0 if weight is None else np.asarray(weight, np.float64)
+    with np.errstate(divide="ignore"):
+        per = -w * (t * np.maximum(np.log(x), -100) + (1 - t) * np.maximum(np.log(1 - x), -100))
+    per = np.broadcast_to(per, x.shape)
+    g = _scale(reduction, grad_output, x.size, x.shape)
+    grad = g * w * (x - t) / np.maximum(x * (1 - x), 1e-12)
+    return _reduce(per, reduction, x.size), grad
+
+
+def binary_cross_entropy_with_logits(x, target, weight=None, reduction="mean", pos_weight=None, grad_output=None):
+    """``w ((1 - t) x - (1 + (p - 1) t) log sigmoid(x))``; gradient ``w ((p t + 1 - t) sigmoid(x) - p t)``."""
+    x = np.asarray(x, np.float64)
+    t = np.asarray(target, np.float64)
+    w = 1.0 if weight is None else np.asarray(weight, np.float64)
+    p = 1.0 if pos_weight is None else np.asarray(pos_weight, np.float64)
+    log_sig = -np.logaddexp(0.0, -x)
+    per = np.broadcast_to(w * ((1 - t) * x - (1 + (p - 1) * t) * log_sig), x.shape)
+    sig = np.exp(-np.logaddexp(0.0, -x))
+    g = _scale(reduction, grad_output, x.size, x.shape)
+    grad = g * w * ((p * t + 1 - t) * sig - p * t)
+    return _reduce(per, reduction, x.size), grad

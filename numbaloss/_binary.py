@@ -14,8 +14,9 @@ from ._validate import broadcast_shape, check_same_shape, float_dtype
 
 #: torch clamps each log at -100 so that input 0 or 1 gives a finite loss of 100.
 LOG_CLAMP = -100.0
-#: torch's floor on ``x (1 - x)`` in the BCE gradient.
-GRAD_EPS = 1e-12
+#: torch's floor on ``x (1 - x)`` in the BCE gradient; torch declares it as a
+#: C++ ``float``, so float64 inputs see float32(1e-12) too.
+GRAD_EPS = float(np.float32(1e-12))
 
 
 @serial
@@ -126,7 +127,7 @@ def _binary(input, target, weight, pos_weight, reduction, return_grad, grad_outp
     if hits.size:
         pos = int(hits[0])
         raise ValueError(
-            f"all elements of input should be between 0 and 1; input{list(np.unravel_index(pos, shape))} "
+            f"all elements of input should be between 0 and 1; input{[int(i) for i in np.unravel_index(pos, shape)]} "
             f"= {xf[pos]}"
         )
     loss = _reduce.finish(reduction, out, partials, M, dtype, shape)

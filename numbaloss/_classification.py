@@ -181,9 +181,9 @@ def _ce_row(xr, y, tr, w, eps, w_total, g, gr):
                 q *= w[j]
             gr[j] = g * (a * np.exp(xr[j] - m) - q)
     elif y < 0:
-        # torch: 0 * softmax, so NaN logits still give NaN here
+        # a == 0 / s: torch's 0 * softmax, so a NaN anywhere in the row still gives NaN
         for j in range(n_classes):
-            gr[j] = 0.0 * np.exp(xr[j] - m)
+            gr[j] = a * np.exp(xr[j] - m)
     else:
         b = eps * inv_c
         for j in range(n_classes):

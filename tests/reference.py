@@ -121,7 +121,7 @@ def binary_cross_entropy(x, target, weight=None, reduction="mean", grad_output=N
         per = -w * (t * np.maximum(np.log(x), -100) + (1 - t) * np.maximum(np.log(1 - x), -100))
     per = np.broadcast_to(per, x.shape)
     g = _scale(reduction, grad_output, x.size, x.shape)
-    grad = g * w * (x - t) / np.maximum(x * (1 - x), 1e-12)
+    grad = g * w * (x - t) / np.maximum(x * (1 - x), float(np.float32(1e-12)))  # torch's epsilon is a C++ float
     return _reduce(per, reduction, x.size), grad
 
 

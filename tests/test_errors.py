@@ -1,0 +1,194 @@
+"""Every bad input gets a clear error (type and message) before any kernel can read out of bounds."""
+
+import re
+
+import numpy as np
+import pytest
+
+import numbaloss
+from tests.conftest import LOSSES
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((4, 5))
+Y = np.array([0, 1, 2, 3])
+P = rng.uniform(0.1, 0.9, (4, 5))
+T = rng.uniform(0, 1, (4, 5))
+CLASS = ["cross_entropy", "nll_loss"]
+BINARY = ["binary_cross_entropy", "binary_cross_entropy_with_logits"]
+
+
+def _args(name):
+    return (X, Y) if name in CLASS else (P, T)
+
+
+OUT_OF_BOUNDS = [
+    (bad, tdtype)
+    for tdtype in (np.int64, np.int8, np.uint8, np.uint64)
+    for bad in (5, 7, -1, -3, 127)
+    if bad >= 0 or np.dtype(tdtype).kind == "i"
+]
+
+
+@pytest.mark.parametrize("name", CLASS)
+@pytest.mark.parametrize("bad, tdtype", OUT_OF_BOUNDS)
+def test_target_out_of_bounds(name, bad, tdtype):
+    t = np.array([0, 1, bad, 3], tdtype)
+    for reduction in ("mean", "sum", "none"):
+        with pytest.raises(IndexError, match=rf"^Target {bad} is out of bounds\. \(at target index \(2,\)"):
+            LOSSES[name][0](X, t, reduction=reduction, return_grad=True)
+
+
+def test_target_out_of_bounds_reports_first_position_in_kdim():
+    x = rng.standard_normal((2, 3, 4))
+    t = np.zeros((2, 4), np.int64)
+    t[1, 2] = 3
+    t[1, 3] = -7
+    with pytest.raises(IndexError, match=re.escape("Target 3 is out of bounds. (at target index (1, 2);")):
+        numbaloss.cross_entropy(x, t)
+
+
+def test_huge_unsigned_target():
+    t = np.array([0, 1, 2, np.iinfo(np.uint64).max], np.uint64)
+    with pytest.raises(IndexError, match=f"Target {np.iinfo(np.uint64).max} is out of bounds"):
+        numbaloss.nll_loss(X, t)
+
+
+def test_ignore_index_equal_to_valid_class_is_not_an_error():
+    assert np.isfinite(numbaloss.cross_entropy(X, np.array([0, 1, 2, 7]), ignore_index=7))
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_invalid_reduction(name):
+    with pytest.raises(ValueError, match=r"'avg' is not a valid value for reduction; choose one of 'none', 'mean', 'sum'"):
+        LOSSES[name][0](*_args(name), reduction="avg")
+
+
+@pytest.mark.parametrize("name", CLASS)
+def test_batch_size_mismatch(name):
+    with pytest.raises(ValueError, match=r"Expected input batch_size \(4\) to match target batch_size \(3\)"):
+        LOSSES[name][0](X, np.array([0, 1, 2]))
+
+
+def test_kdim_target_shape_mismatch():
+    with pytest.raises(ValueError, match=re.escape("Expected target size (2, 4), got (2, 5)")):
+        numbaloss.cross_entropy(rng.standard_normal((2, 3, 4)), np.zeros((2, 5), np.int64))
+
+
+def test_unbatched_target_shape():
+    with pytest.raises(ValueError, match=r"unbatched input of shape \(5,\) the target must have shape \(\)"):
+        numbaloss.cross_entropy(X[0], np.array([1, 2]))
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_binary_shape_mismatch(name):
+    with pytest.raises(ValueError, match=re.escape("target size (3, 5) that is different to the input size (4, 5)")):
+        LOSSES[name][0](P, T[:3])
+
+
+@pytest.mark.parametrize("eps", [-0.1, 1.5, float("nan"), "0.1"])
+def test_label_smoothing_range(eps):
+    with pytest.raises(ValueError, match="label_smoothing must be between 0.0 and 1.0"):
+        numbaloss.cross_entropy(X, Y, label_smoothing=eps)
+
+
+@pytest.mark.parametrize("name", CLASS)
+@pytest.mark.parametrize("shape", [(4,), (6,), (5, 1)])
+def test_class_weight_wrong_length(name, shape):
+    with pytest.raises(ValueError, match=re.escape(f"weight should be defined either for all 5 classes or no classes, but got weight of shape {shape}")):
+        LOSSES[name][0](X, Y, weight=np.ones(shape))
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_binary_weight_not_broadcastable(name):
+    with pytest.raises(ValueError, match=re.escape("weight of shape (4,) is not broadcastable to the input's shape (4, 5)")):
+        LOSSES[name][0](P, T, weight=np.ones(4))
+
+
+@pytest.mark.parametrize("shape", [(4,), (3, 5), (2, 4, 5)])
+def test_pos_weight_not_broadcastable(shape):
+    with pytest.raises(ValueError, match=re.escape(f"pos_weight of shape {shape} is not broadcastable")):
+        numbaloss.binary_cross_entropy_with_logits(P, T, pos_weight=np.ones(shape))
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, np.nan, np.inf])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_bce_input_outside_unit_interval(value, reduction):
+    x = P.copy()
+    x[2, 3] = value
+    with pytest.raises(ValueError, match=re.escape(f"all elements of input should be between 0 and 1; input[2, 3] = {value}")):
+        numbaloss.binary_cross_entropy(x, T, reduction=reduction, return_grad=True)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("dtype", [np.float16, np.int64, np.complex64, np.bool_])
+def test_non_float_input(name, dtype):
+    x, t = _args(name)
+    with pytest.raises(TypeError, match=f"input must be float32 or float64, got {np.dtype(dtype).name}"):
+        LOSSES[name][0](x.astype(dtype), t)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("bad", [[[0.1, 0.2]], 0.5, "x", None])
+def test_non_array_input(name, bad):
+    with pytest.raises(TypeError, match="input must be an array"):
+        LOSSES[name][0](bad, _args(name)[1])
+
+
+@pytest.mark.parametrize("name", CLASS)
+def test_non_array_target(name):
+    with pytest.raises(TypeError, match="target must be an array"):
+        LOSSES[name][0](X, [0, 1, 2, 3])
+
+
+@pytest.mark.parametrize("name", CLASS)
+def test_float_class_target(name):
+    with pytest.raises(TypeError, match="target with class indices must have an integer dtype, got float64"):
+        LOSSES[name][0](X, Y.astype(np.float64))
+
+
+def test_integer_probability_target():
+    with pytest.raises(TypeError, match="Expected floating point type for target with class probabilities, got int64"):
+        numbaloss.cross_entropy(X, np.zeros((4, 5), np.int64))
+
+
+@pytest.mark.parametrize("ignore_index", [0, 3, 100])
+def test_ignore_index_with_probability_target(ignore_index):
+    with pytest.raises(ValueError, match="ignore_index is not supported for floating point target"):
+        numbaloss.cross_entropy(X, T, ignore_index=ignore_index)
+    # negative ignore_index (the default included) is accepted, as in torch
+    assert np.isfinite(numbaloss.cross_entropy(X, T, ignore_index=-1))
+
+
+@pytest.mark.parametrize("bad", [1.5, "a", None, True])
+def test_ignore_index_type(bad):
+    with pytest.raises(TypeError, match="ignore_index must be an integer"):
+        numbaloss.cross_entropy(X, Y, ignore_index=bad)
+
+
+def test_zero_dim_input():
+    with pytest.raises(ValueError, match="input must have at least 1 dimension"):
+        numbaloss.cross_entropy(np.float64(1.0) * np.ones(()), np.array(0))
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_grad_output_shape(name):
+    x, t = _args(name)
+    with pytest.raises(ValueError, match="grad_output must be a scalar for reduction='mean'"):
+        LOSSES[name][0](x, t, return_grad=True, grad_output=np.ones(3))
+    with pytest.raises(ValueError, match=r"grad_output of shape \(3,\) does not broadcast to the loss's shape"):
+        LOSSES[name][0](x, t, reduction="none", return_grad=True, grad_output=np.ones(3))
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_weight_of_wrong_kind(name):
+    with pytest.raises(TypeError, match="weight must be"):
+        LOSSES[name][0](*_args(name), weight="heavy")
+
+
+def test_errors_leave_inputs_untouched():
+    x = X.copy()
+    t = np.array([0, 1, 9, 3])
+    with pytest.raises(IndexError):
+        numbaloss.cross_entropy(x, t, return_grad=True)
+    np.testing.assert_array_equal(x, X)
+    np.testing.assert_array_equal(t, [0, 1, 9, 3])

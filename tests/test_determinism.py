@@ -1,0 +1,40 @@
+"""Bitwise-identical results for any thread count and from run to run."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+SCRIPT = r"""
+import sys, numpy as np, numbaloss
+rng = np.random.default_rng(0)
+x = rng.standard_normal((3000, 257)).astype(np.float32)
+y = rng.integers(0, 257, 3000); y[::7] = -100
+w = rng.uniform(0.5, 2, 257).astype(np.float32)
+p = rng.standard_normal(300_001).astype(np.float32)
+t = (rng.random(300_001) < 0.3).astype(np.float32)
+out = []
+for kw in ({}, {"weight": w, "label_smoothing": 0.1}):
+    loss, grad = numbaloss.cross_entropy(x, y, return_grad=True, **kw)
+    out += [np.asarray(loss).tobytes(), grad.tobytes()]
+out.append(np.asarray(numbaloss.nll_loss(x, y, reduction="sum")).tobytes())
+out.append(np.asarray(numbaloss.binary_cross_entropy_with_logits(p, t)).tobytes())
+out.append(np.asarray(numbaloss.binary_cross_entropy(1 / (1 + np.exp(-p)), t, reduction="sum")).tobytes())
+import hashlib
+print(hashlib.sha256(b"".join(out)).hexdigest())
+"""
+
+
+def _digest(threads):
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=root, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+def test_bitwise_identical_for_any_thread_count():
+    digests = {threads: _digest(threads) for threads in (1, 2, 3)}
+    assert len(set(digests.values())) == 1, digests
+    assert _digest(2) == digests[2]  # and from run to run (this run loads the on-disk cache)

@@ -1,0 +1,74 @@
+"""Finite-difference gradient checks in float64, and the accuracy of float32 reductions."""
+
+import numpy as np
+import pytest
+
+import numbaloss
+from tests.conftest import LOSSES
+
+FD_CASES = {
+    "cross_entropy": [
+        dict(),
+        dict(weight=np.array([0.5, 2.0, 1.0, 1.5]), label_smoothing=0.2, ignore_index=1),
+        dict(probabilities=True, weight=np.array([0.5, 2.0, 1.0, 1.5]), label_smoothing=0.1),
+    ],
+    "nll_loss": [dict(weight=np.array([0.5, 2.0, 1.0, 1.5]), ignore_index=2)],
+    "binary_cross_entropy": [dict(weight=np.array([0.5, 2.0, 1.0, 1.5]))],
+    "binary_cross_entropy_with_logits": [dict(weight=np.array([0.5, 2.0, 1.0, 1.5]), pos_weight=np.array([3.0, 1.0, 0.5, 2.0]))],
+}
+FD_IDS = [(name, i) for name, cases in FD_CASES.items() for i in range(len(cases))]
+
+
+def _inputs(name, probabilities, rng):
+    shape = (3, 4, 2) if name in ("cross_entropy", "nll_loss") else (5, 4)
+    if name == "binary_cross_entropy":
+        return rng.uniform(0.1, 0.9, shape), rng.uniform(0, 1, shape)
+    x = rng.standard_normal(shape) * 2
+    if probabilities:
+        t = rng.random(shape)
+        return x, t / t.sum(axis=1, keepdims=True)
+    if name == "binary_cross_entropy_with_logits":
+        return x, rng.uniform(0, 1, shape)
+    return x, rng.integers(0, 4, (3, 2))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name, i", FD_IDS, ids=[f"{n}-{i}" for n, i in FD_IDS])
+def test_finite_differences(name, i, reduction):
+    rng = np.random.default_rng(i)
+    kwargs = dict(FD_CASES[name][i])
+    x, t = _inputs(name, kwargs.pop("probabilities", False), rng)
+    fn = LOSSES[name][0]
+    loss_shape = np.shape(fn(x, t, reduction=reduction, **kwargs))
+    go = rng.uniform(-2, 2, loss_shape) if reduction == "none" else 1.7
+
+    def objective(xx):
+        return float(np.sum(go * fn(xx, t, reduction=reduction, **kwargs)))
+
+    _, grad = fn(x, t, reduction=reduction, return_grad=True, grad_output=go, **kwargs)
+    h = 1e-6
+    fd = np.empty_like(x)
+    for idx in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        fd[idx] = (objective(xp) - objective(xm)) / (2 * h)
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7 * max(1.0, np.abs(fd).max()))
+
+
+def test_float32_mean_of_two_million_losses_is_accurate():
+    rng = np.random.default_rng(0)
+    n = 2_000_000
+    x = rng.standard_normal(n).astype(np.float32) * 3
+    t = (rng.random(n) < 0.5).astype(np.float32)
+    got = numbaloss.binary_cross_entropy_with_logits(x, t)
+    x64, t64 = x.astype(np.float64), t.astype(np.float64)
+    want = np.mean((1 - t64) * x64 + np.logaddexp(0.0, -x64))
+    assert abs(float(got) - want) <= 1e-6 * abs(want)
+
+    logits = rng.standard_normal((n, 3)).astype(np.float32)
+    y = rng.integers(0, 3, n)
+    got = numbaloss.cross_entropy(logits, y)
+    l64 = logits.astype(np.float64)
+    want = np.mean(np.log(np.exp(l64).sum(axis=1)) - l64[np.arange(n), y])
+    assert abs(float(got) - want) <= 1e-6 * abs(want)

@@ -37,22 +37,44 @@ def rows_per_block(n_classes):
 
 
 @serial
+def tree_sum(values, scratch):
+    """Pairwise sum of ``values`` in float64, in a fixed order, using ``scratch``
+    (float64, at least ``(values.size + 1) // 2`` long).
+
+    Each level adds the second half onto the first: a pure map loop, so LLVM
+    vectorizes it without being allowed to reorder anything (no ``reassoc``),
+    and the rounding error grows with ``log2(n)`` rather than ``n``.
+    """
+    n = values.size
+    if n < 2:
+        return np.float64(values[0]) if n else 0.0
+    h = n // 2
+    a = values[:h]
+    b = values[h : 2 * h]
+    for j in range(h):
+        scratch[j] = np.float64(a[j]) + np.float64(b[j])
+    k = h
+    if n % 2:
+        scratch[h] = values[n - 1]
+        k = h + 1
+    while k > 1:
+        h = k // 2
+        a = scratch[:h]
+        b = scratch[h : 2 * h]
+        for j in range(h):
+            a[j] = a[j] + b[j]
+        if k % 2:
+            scratch[h] = scratch[k - 1]
+            k = h + 1
+        else:
+            k = h
+    return scratch[0]
+
+
+@serial
 def combine(partials):
     """Pairwise sum of float64 partials in a fixed order (error O(log n) ulp, deterministic)."""
-    n = partials.size
-    if n == 0:
-        return 0.0
-    buf = partials.astype(np.float64)
-    while n > 1:
-        half = n // 2
-        for i in range(half):
-            buf[i] = buf[2 * i] + buf[2 * i + 1]
-        if n % 2:
-            buf[half] = buf[n - 1]
-            n = half + 1
-        else:
-            n = half
-    return buf[0]
+    return tree_sum(partials, np.empty((partials.size + 1) // 2))
 
 
 def check_reduction(reduction):

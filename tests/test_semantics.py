@@ -278,3 +278,35 @@ def test_modules_match_functions(cls, fn, kwargs):
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(grad, want_grad)
     assert cls.__name__ in repr(loss_fn)
+
+
+# ---------------------------------------------------- rows longer than one chunk
+@needs_torch
+@F32_F64
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_multi_chunk_rows_with_masks_and_rising_max(dtype, smoothing):
+    """Rows of several streaming chunks: -inf leading chunks, the max rising late, NaN-only chunks."""
+    from numbaloss._classification import CHUNK
+
+    rng = np.random.default_rng(5)
+    C = 2 * CHUNK + 123
+    x = rng.standard_normal((6, C)).astype(dtype)
+    x[0, :CHUNK] = -INF  # first chunk fully masked
+    x[1, :] = np.linspace(-50, 50, C).astype(dtype)  # max rises in every chunk
+    x[2, CHUNK : 2 * CHUNK] = NAN  # a NaN-only chunk
+    x[3, :CHUNK] = NAN  # NaN-only first chunk
+    x[3, CHUNK:] = -INF
+    x[4, :] = -INF  # fully masked row
+    x[5, -1] = 80.0  # max in the tail chunk
+    t = np.array([CHUNK + 5, C - 1, 3, C - 2, 0, 7])
+    for reduction in ("none", "sum"):
+        (loss, grad), (tl, tg) = both("cross_entropy", x, t, dtype, reduction=reduction, label_smoothing=smoothing)
+        assert_close(loss, tl, dtype)
+        assert_close(grad, tg, dtype)
+    probs = rng.random((6, C)).astype(dtype)
+    probs /= probs.sum(axis=1, keepdims=True)
+    xf = rng.standard_normal((6, C)).astype(dtype) * 5
+    xf[:, :CHUNK] -= 30  # later chunks raise the max
+    (loss, grad), (tl, tg) = both("cross_entropy", xf, probs, dtype, reduction="none", label_smoothing=smoothing)
+    assert_close(loss, tl, dtype)
+    assert_close(grad, tg, dtype)

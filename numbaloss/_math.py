@@ -1,0 +1,277 @@
+r"""Branch-free, vectorizable ``exp``, ``log`` and ``log1p`` for float32 and float64.
+
+Why: the llvmlite wheels ship without SVML, so ``np.exp``/``np.log`` inside a
+Numba loop stay scalar libm calls and cross-entropy runs far below memory speed.
+These versions are straight-line arithmetic plus bit manipulation (``.view``),
+so LLVM vectorizes the loops that call them.
+
+Each is a Cephes-style algorithm: Cody-Waite range reduction, a minimax
+polynomial (float32) or rational approximation (float64), and the exponent
+rebuilt from bits.  Special values are exact: ``exp(-inf) = 0``,
+``exp(inf) = inf``, overflow to ``inf``, gradual underflow through the
+subnormals, ``log(0) = -inf``, ``log(x < 0) = nan``, ``log(inf) = inf``, and NaN
+propagates.  Measured accuracy (``tests/test_math.py`` asserts it, ``python -m
+numbaloss.bench --ulp`` prints it): see the README.
+
+Use :func:`exp`, :func:`log` and :func:`log1p`; they dispatch on the argument's
+dtype (float32 arithmetic stays float32, so it vectorizes twice as wide).
+"""
+
+import numpy as np
+from numba.extending import overload
+
+from ._jit import serial
+
+_LOG2E = 1.4426950408889634
+# ln 2 split so that n * _LN2_HI is exact for |n| < 2**11 (Cody-Waite).
+_LN2_HI = 0.693359375
+_LN2_LO = -2.12194440e-4
+
+
+# ----------------------------------------------------------------- float32
+@serial
+def _pow2_f32(n):
+    """``2**n`` for int32 ``n`` in [-252, 254], as the product of two normal powers (keeps subnormals)."""
+    h = n >> np.int32(1)
+    a = np.int32((h + np.int32(127)) << np.int32(23)).view(np.float32)
+    b = np.int32((n - h + np.int32(127)) << np.int32(23)).view(np.float32)
+    return a, b
+
+
+@serial
+def exp_f32(x):
+    """``e**x`` for float32 ``x``; at most 1 ulp from the correctly rounded result on normal outputs."""
+    # out-of-range x make n's int conversion meaningless; the selects at the end replace those lanes
+    n = np.floor(x * np.float32(_LOG2E) + np.float32(0.5))
+    r = x - n * np.float32(_LN2_HI)
+    r = r - n * np.float32(_LN2_LO)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = p * (r * r) + r + np.float32(1.0)
+    a, b = _pow2_f32(np.int32(n))
+    y = p * a * b
+    y = np.float32(np.inf) if x > np.float32(88.72283935546875) else y
+    y = np.float32(0.0) if x < np.float32(-103.97208) else y
+    return y  # NaN: p is NaN, and neither select fires
+
+
+@serial
+def log_f32(x):
+    """Natural log for float32 ``x``."""
+    tiny = x < np.float32(1.1754943508222875e-38)  # subnormal (or zero/negative): rescale by 2**25
+    xs = x * np.float32(33554432.0) if tiny else x
+    bits = np.float32(xs).view(np.int32)
+    shift = np.int32(25) if tiny else np.int32(0)
+    e = ((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(126) - shift
+    m = np.int32((bits & np.int32(-2139095041)) | np.int32(0x3F000000)).view(np.float32)  # mantissa in [0.5, 1)
+    small = m < np.float32(0.70710678118654752440)
+    one = np.int32(1) if small else np.int32(0)
+    e = e - one
+    mm = m + m if small else m
+    f = mm - np.float32(1.0)
+    z = f * f
+    y = np.float32(7.0376836292e-2)
+    y = y * f - np.float32(1.1514610310e-1)
+    y = y * f + np.float32(1.1676998740e-1)
+    y = y * f - np.float32(1.2420140846e-1)
+    y = y * f + np.float32(1.4249322787e-1)
+    y = y * f - np.float32(1.6668057665e-1)
+    y = y * f + np.float32(2.0000714765e-1)
+    y = y * f - np.float32(2.4999993993e-1)
+    y = y * f + np.float32(3.3333331174e-1)
+    y = y * f * z
+    fe = np.float32(e)
+    y = y + fe * np.float32(_LN2_LO)
+    y = y - np.float32(0.5) * z
+    r = f + y + fe * np.float32(_LN2_HI)
+    r = np.float32(-np.inf) if x == np.float32(0.0) else r
+    r = np.float32(np.nan) if x < np.float32(0.0) else r
+    r = x if x == np.float32(np.inf) else r
+    return x if x != x else r
+
+
+@serial
+def exp_neg_f32(x):
+    """``e**x`` for ``x <= 0`` (shifted softmax logits), results below ``e**-87`` flushed to 0.
+
+    Same polynomial as :func:`exp_f32`, but ``2**n`` is added straight into the
+    exponent bits of ``p`` (one integer add instead of two scale factors).  That
+    is exact while the result is a normal float; below ``e**-87`` (1.6e-38) the
+    result is flushed to 0, which cannot change a softmax sum that is >= 1.
+    Positive ``x`` is not supported (it would overflow the exponent field).
+    """
+    n = np.floor(x * np.float32(_LOG2E) + np.float32(0.5))
+    r = x - n * np.float32(_LN2_HI)
+    r = r - n * np.float32(_LN2_LO)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = p * (r * r) + r + np.float32(1.0)
+    y = np.int32(np.float32(p).view(np.int32) + (np.int32(n) << np.int32(23))).view(np.float32)
+    y = np.float32(0.0) if x < np.float32(-87.0) else y
+    return x if x != x else y
+
+
+# ----------------------------------------------------------------- float64
+@serial
+def _pow2_f64(n):
+    h = n >> np.int64(1)
+    a = np.int64((h + np.int64(1023)) << np.int64(52)).view(np.float64)
+    b = np.int64((n - h + np.int64(1023)) << np.int64(52)).view(np.float64)
+    return a, b
+
+
+@serial
+def exp_f64(x):
+    """``e**x`` for float64 ``x`` (Cephes ``exp``: Pade form, ~1 ulp)."""
+    n = np.floor(x * _LOG2E + 0.5)
+    r = x - n * 6.93145751953125e-1
+    r = r - n * 1.42860682030941723212e-6
+    rr = r * r
+    px = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr + 9.99999999999999999910e-1)
+    q = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr + 2.27265548208155028766e-1) * rr
+    q = q + 2.00000000000000000009e0
+    p = 1.0 + 2.0 * (px / (q - px))
+    a, b = _pow2_f64(np.int64(n))
+    y = p * a * b
+    y = np.inf if x > 709.782712893384 else y
+    y = 0.0 if x < -745.1332191019412 else y
+    return y  # NaN: p is NaN, and neither select fires
+
+
+@serial
+def log_f64(x):
+    """Natural log for float64 ``x`` (Cephes ``log``: rational approximation, ~1 ulp)."""
+    tiny = x < 2.2250738585072014e-308
+    xs = x * 18014398509481984.0 if tiny else x  # 2**54
+    bits = np.float64(xs).view(np.int64)
+    shift = np.int64(54) if tiny else np.int64(0)
+    e = ((bits >> np.int64(52)) & np.int64(0x7FF)) - np.int64(1022) - shift
+    m = np.int64((bits & np.int64(-9218868437227405313)) | np.int64(0x3FE0000000000000)).view(np.float64)
+    small = m < 0.70710678118654752440
+    one = np.int64(1) if small else np.int64(0)
+    e = e - one
+    mm = m + m if small else m
+    f = mm - 1.0
+    z = f * f
+    p = 1.01875663804580931796e-4
+    p = p * f + 4.97494994976747001425e-1
+    p = p * f + 4.70579119878881725854e0
+    p = p * f + 1.44989225341610930846e1
+    p = p * f + 1.79368678507819816313e1
+    p = p * f + 7.70838733755885391666e0
+    q = f + 1.12873587189167450590e1
+    q = q * f + 4.52279145837532221105e1
+    q = q * f + 8.29875266912776603211e1
+    q = q * f + 7.11544750618563894466e1
+    q = q * f + 2.31251620126765340583e1
+    y = f * (z * p / q)
+    fe = np.float64(e)
+    y = y + fe * -2.121944400546905827679e-4
+    y = y - 0.5 * z
+    r = f + y + fe * 0.693359375
+    r = -np.inf if x == 0.0 else r
+    r = np.nan if x < 0.0 else r
+    r = x if x == np.inf else r
+    return x if x != x else r
+
+
+@serial
+def exp_neg_f64(x):
+    """float64 twin of :func:`exp_neg_f32`: ``e**x`` for ``x <= 0``, flushed to 0 below ``e**-708``."""
+    n = np.floor(x * _LOG2E + 0.5)
+    r = x - n * 6.93145751953125e-1
+    r = r - n * 1.42860682030941723212e-6
+    rr = r * r
+    px = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr + 9.99999999999999999910e-1)
+    q = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr + 2.27265548208155028766e-1) * rr
+    q = q + 2.00000000000000000009e0
+    p = 1.0 + 2.0 * (px / (q - px))
+    y = np.int64(np.float64(p).view(np.int64) + (np.int64(n) << np.int64(52))).view(np.float64)
+    y = 0.0 if x < -708.0 else y
+    return x if x != x else y
+
+
+# ------------------------------------------------------------ dtype dispatch
+def exp(x):
+    """``e**x``; dispatches to :func:`exp_f32` or :func:`exp_f64` inside compiled code."""
+    return np.exp(x)
+
+
+def exp_neg(x):
+    """``e**x`` for ``x <= 0``; dispatches to :func:`exp_neg_f32` or :func:`exp_neg_f64`."""
+    return np.exp(x)
+
+
+def log(x):
+    """Natural log; dispatches to :func:`log_f32` or :func:`log_f64` inside compiled code."""
+    return np.log(x)
+
+
+def log1p(x):
+    """``log(1 + x)`` accurate for small ``x``; built on :func:`log` inside compiled code."""
+    return np.log1p(x)
+
+
+def _by_dtype(f32, f64):
+    def impl(x):
+        from numba.core import types
+
+        if x == types.float32:
+            return lambda x: f32(x)
+        if isinstance(x, types.Float):
+            return lambda x: f64(x)
+        return None
+
+    return impl
+
+
+overload(exp)(_by_dtype(exp_f32, exp_f64))
+overload(exp_neg)(_by_dtype(exp_neg_f32, exp_neg_f64))
+overload(log)(_by_dtype(log_f32, log_f64))
+
+
+@overload(log1p)
+def _log1p_overload(x):
+    from numba.core import types
+
+    if not isinstance(x, types.Float):
+        return None
+    one = np.float32(1.0) if x == types.float32 else 1.0
+
+    def impl(x):
+        # Goldberg's trick: log(u) * x / (u - 1) cancels the rounding of u = 1 + x.
+        u = x + one
+        d = u - one
+        dd = one if d == 0 else d
+        r = log(u) * (x / dd)
+        r = x if d == 0 else r
+        return u if u == np.inf else r
+
+    return impl
+
+
+def like(value, x):
+    """``value`` as a constant of the float type of ``x`` (a scalar or an array).
+
+    Keeps float32 arithmetic in float32: a bare Python float literal would
+    promote it to float64 and halve the vector width.
+    """
+    return value
+
+
+@overload(like)
+def _like_overload(value, x):
+    from numba.core import types
+
+    dtype = x.dtype if isinstance(x, types.Array) else x
+    if dtype == types.float32:
+        return lambda value, x: np.float32(value)
+    return lambda value, x: np.float64(value)

@@ -7,9 +7,10 @@ compiled functions so the CUDA kernels reuse them unchanged.
 import numpy as np
 from numba import prange
 
+from . import _math as M
 from . import _reduce
 from ._dispatch import backend_of, host_array, host_param
-from ._jit import kernel, serial
+from ._jit import kernel, scalar, serial
 from ._validate import broadcast_shape, check_same_shape, float_dtype
 
 #: torch clamps each log at -100 so that input 0 or 1 gives a finite loss of 100.
@@ -19,77 +20,115 @@ LOG_CLAMP = -100.0
 GRAD_EPS = float(np.float32(1e-12))
 
 
-@serial
+@scalar
 def bce_value(x, t):
     """``-(t * max(log x, -100) + (1 - t) * max(log(1 - x), -100))``, as torch computes it."""
-    return (t - 1.0) * max(np.log1p(-x), LOG_CLAMP) - t * max(np.log(x), LOG_CLAMP)
+    one = M.like(1.0, x)
+    clamp = M.like(LOG_CLAMP, x)
+    return (t - one) * max(M.log1p(-x), clamp) - t * max(M.log(x), clamp)
 
 
-@serial
+@scalar
 def bce_grad(x, t):
     """``(x - t) / max(x (1 - x), 1e-12)``: finite at x = 0 and x = 1, as in torch."""
-    return (x - t) / max((1.0 - x) * x, GRAD_EPS)
+    return (x - t) / max((M.like(1.0, x) - x) * x, M.like(GRAD_EPS, x))
 
 
-@serial
+@scalar
 def log_sigmoid(x):
     """``log(1 / (1 + exp(-x)))`` without overflow for any ``|x|``."""
-    return min(x, 0.0) - np.log1p(np.exp(-abs(x)))
+    return min(x, M.like(0.0, x)) - M.log1p(M.exp(-abs(x)))
 
 
-@serial
+@scalar
 def bce_logits_value(x, t, pw):
     """``(1 - t) x - (1 + (pw - 1) t) log_sigmoid(x)``."""
-    return (1.0 - t) * x - (1.0 + (pw - 1.0) * t) * log_sigmoid(x)
+    one = M.like(1.0, x)
+    return (one - t) * x - (one + (pw - one) * t) * log_sigmoid(x)
+
+
+@scalar
+def bce_logits_grad(x, t, pw):
+    """``(pw t + 1 - t) sigmoid(x) - pw t``; ``sigmoid(x) - t`` when ``pw == 1``."""
+    one = M.like(1.0, x)
+    pt = pw * t
+    return (pt + one - t) / (one + M.exp(-x)) - pt
 
 
 @serial
-def bce_logits_grad(x, t, pw):
-    """``(pw t + 1 - t) sigmoid(x) - pw t``; ``sigmoid(x) - t`` when ``pw == 1``."""
-    pt = pw * t
-    return (pt + 1.0 - t) / (1.0 + np.exp(-x)) - pt
+def _values(x, t, w, pw, logits, dst):
+    """``dst[i] = loss_i`` (a pure map, vectorized); returns False if a BCE input is outside [0, 1]."""
+    has_w = w.size > 0
+    has_pw = pw.size > 0
+    one = M.like(1.0, x)
+    ok = True
+    if logits:
+        for i in range(x.size):
+            pwi = pw[i] if has_pw else one
+            wi = w[i] if has_w else one
+            dst[i] = bce_logits_value(x[i], t[i], pwi) * wi
+    else:
+        for i in range(x.size):
+            xi = x[i]
+            ok &= (xi >= 0) & (xi <= 1)  # NaN fails too, as in torch
+            wi = w[i] if has_w else one
+            dst[i] = bce_value(xi, t[i]) * wi
+    return ok
+
+
+@serial
+def _grads(x, t, w, pw, logits, g, dst):
+    """``dst[i] = g[i or 0] * d loss_i / d x_i`` (``g`` holds one scale or one per element)."""
+    has_w = w.size > 0
+    has_pw = pw.size > 0
+    one = M.like(1.0, x)
+    gstride = 1 if g.size == x.size and g.size > 1 else 0
+    for i in range(x.size):
+        wi = w[i] if has_w else one
+        gi = M.like(g[i * gstride], x)
+        if logits:
+            pwi = pw[i] if has_pw else one
+            dst[i] = bce_logits_grad(x[i], t[i], pwi) * wi * gi
+        else:
+            dst[i] = bce_grad(x[i], t[i]) * wi * gi
 
 
 @kernel
 def _binary_kernel(x, t, w, pw, logits, gscale, gstride, out, grad, partials, bad):
-    """Elementwise BCE (``logits=False``) or BCE-with-logits over flat arrays.
+    """Elementwise BCE (``logits=False``) or BCE-with-logits over flat arrays, in blocks.
 
     ``w`` and ``pw`` are flat broadcasts of weight / pos_weight or empty.
-    ``bad[b]`` receives the first index in block ``b`` with an input outside
-    [0, 1] (BCE only), or -1.
+    Per block: the losses (into ``out`` for ``none``, else a scratch block summed
+    pairwise into ``partials``) and the gradient.  ``bad[b]`` receives the first
+    index in block ``b`` with an input outside [0, 1] (BCE only), or -1.
     """
     m = x.size
     block = _reduce.BLOCK
-    has_w = w.size > 0
-    has_pw = pw.size > 0
     want_out = out.size > 0
     want_grad = grad.size > 0
     for b in prange(partials.size):
         lo = b * block
         hi = min(lo + block, m)
-        acc = 0.0
-        first_bad = -1
-        for i in range(lo, hi):
-            xi = x[i]
-            ti = t[i]
-            wi = w[i] if has_w else 1.0
-            if logits:
-                pwi = pw[i] if has_pw else 1.0
-                loss = bce_logits_value(xi, ti, pwi) * wi
-                if want_grad:
-                    grad[i] = bce_logits_grad(xi, ti, pwi) * wi * gscale[i * gstride]
-            else:
-                if not (xi >= 0.0 and xi <= 1.0):  # NaN fails too, as in torch
-                    if first_bad < 0:
-                        first_bad = i
-                loss = bce_value(xi, ti) * wi
-                if want_grad:
-                    grad[i] = bce_grad(xi, ti) * wi * gscale[i * gstride]
-            acc += loss
-            if want_out:
-                out[i] = loss
-        partials[b] = acc
-        bad[b] = first_bad
+        xs = x[lo:hi]
+        ts = t[lo:hi]
+        ws = w[lo:hi] if w.size > 0 else w
+        ps = pw[lo:hi] if pw.size > 0 else pw
+        if want_out:
+            ok = _values(xs, ts, ws, ps, logits, out[lo:hi])
+            partials[b] = 0.0  # unused for reduction="none"
+        else:
+            vals = np.empty(hi - lo, x.dtype)
+            ok = _values(xs, ts, ws, ps, logits, vals)
+            partials[b] = _reduce.tree_sum(vals, np.empty((hi - lo + 1) // 2))
+        bad[b] = -1
+        if not ok:
+            for i in range(xs.size):
+                if not (xs[i] >= 0.0 and xs[i] <= 1.0):
+                    bad[b] = lo + i
+                    break
+        if want_grad:
+            gs = gscale[lo:hi] if gstride else gscale[:1]
+            _grads(xs, ts, ws, ps, logits, gs, grad[lo:hi])
 
 
 def _binary(input, target, weight, pos_weight, reduction, return_grad, grad_output, logits):
@@ -122,7 +161,7 @@ def _binary(input, target, weight, pos_weight, reduction, return_grad, grad_outp
     partials = np.empty(nb)
     bad = np.empty(nb, np.int64)
     gscale, gstride = _reduce.grad_scale(reduction, grad_output, M, shape)
-    _binary_kernel(xf, tf, params[0], params[1], logits, gscale, gstride, out, grad, partials, bad)
+    _binary_kernel(xf, tf, params[0], params[1], logits, gscale, gstride, out, grad, partials, bad, work=M)
     hits = bad[bad >= 0]
     if hits.size:
         pos = int(hits[0])

@@ -151,7 +151,7 @@ def _class_targets(target, ignore_index, n_classes, w):
     cls = np.empty(flat.size, np.int64)
     wsum = np.empty(nb)
     bad = np.empty(nb, np.int64)
-    _targets_kernel(flat, ignore, has_ignore, n_classes, _or_empty(w, np.float64), cls, wsum, bad)
+    _targets_kernel(flat, ignore, has_ignore, n_classes, _or_empty(w, np.float64), cls, wsum, bad, work=flat.size)
     hits = bad[bad >= 0]
     if hits.size:
         pos = int(hits[0])
@@ -445,7 +445,7 @@ def cross_entropy(
     rows = _reduce.rows_per_block(C)
     out, grad, partials = _outputs(x, M, reduction, return_grad, False, rows)
     gscale, gstride = _reduce.grad_scale(reduction, grad_output, denominator, loss_shape)
-    _ce_kernel(x, cls, tgt, _or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, rows, S)
+    _ce_kernel(x, cls, tgt, _or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, rows, S, work=x.size)
     loss = _reduce.finish(reduction, out, partials, denominator, dtype, loss_shape)
     if return_grad:
         return loss, grad.reshape(np.shape(input))
@@ -487,7 +487,7 @@ def nll_loss(
     rows = _reduce.BLOCK
     out, grad, partials = _outputs(x, M, reduction, return_grad, True, rows)
     gscale, gstride = _reduce.grad_scale(reduction, grad_output, denominator, loss_shape)
-    _nll_kernel(x, cls, _or_empty(w, dtype), gscale, gstride, out, grad, partials, rows, S)
+    _nll_kernel(x, cls, _or_empty(w, dtype), gscale, gstride, out, grad, partials, rows, S, work=M)
     loss = _reduce.finish(reduction, out, partials, denominator, dtype, loss_shape)
     if return_grad:
         return loss, grad.reshape(np.shape(input))

@@ -20,7 +20,7 @@ dtype (float32 arithmetic stays float32, so it vectorizes twice as wide).
 import numpy as np
 from numba.extending import overload
 
-from ._jit import serial
+from ._jit import scalar
 
 _LOG2E = 1.4426950408889634
 # ln 2 split so that n * _LN2_HI is exact for |n| < 2**11 (Cody-Waite).
@@ -29,7 +29,7 @@ _LN2_LO = -2.12194440e-4
 
 
 # ----------------------------------------------------------------- float32
-@serial
+@scalar
 def _pow2_f32(n):
     """``2**n`` for int32 ``n`` in [-252, 254], as the product of two normal powers (keeps subnormals)."""
     h = n >> np.int32(1)
@@ -38,7 +38,7 @@ def _pow2_f32(n):
     return a, b
 
 
-@serial
+@scalar
 def exp_f32(x):
     """``e**x`` for float32 ``x``; at most 1 ulp from the correctly rounded result on normal outputs."""
     # out-of-range x make n's int conversion meaningless; the selects at the end replace those lanes
@@ -59,7 +59,7 @@ def exp_f32(x):
     return y  # NaN: p is NaN, and neither select fires
 
 
-@serial
+@scalar
 def log_f32(x):
     """Natural log for float32 ``x``."""
     tiny = x < np.float32(1.1754943508222875e-38)  # subnormal (or zero/negative): rescale by 2**25
@@ -94,7 +94,7 @@ def log_f32(x):
     return x if x != x else r
 
 
-@serial
+@scalar
 def exp_neg_f32(x):
     """``e**x`` for ``x <= 0`` (shifted softmax logits), results below ``e**-87`` flushed to 0.
 
@@ -120,7 +120,7 @@ def exp_neg_f32(x):
 
 
 # ----------------------------------------------------------------- float64
-@serial
+@scalar
 def _pow2_f64(n):
     h = n >> np.int64(1)
     a = np.int64((h + np.int64(1023)) << np.int64(52)).view(np.float64)
@@ -128,7 +128,7 @@ def _pow2_f64(n):
     return a, b
 
 
-@serial
+@scalar
 def exp_f64(x):
     """``e**x`` for float64 ``x`` (Cephes ``exp``: Pade form, ~1 ulp)."""
     n = np.floor(x * _LOG2E + 0.5)
@@ -146,7 +146,7 @@ def exp_f64(x):
     return y  # NaN: p is NaN, and neither select fires
 
 
-@serial
+@scalar
 def log_f64(x):
     """Natural log for float64 ``x`` (Cephes ``log``: rational approximation, ~1 ulp)."""
     tiny = x < 2.2250738585072014e-308
@@ -183,7 +183,7 @@ def log_f64(x):
     return x if x != x else r
 
 
-@serial
+@scalar
 def exp_neg_f64(x):
     """float64 twin of :func:`exp_neg_f32`: ``e**x`` for ``x <= 0``, flushed to 0 below ``e**-708``."""
     n = np.floor(x * _LOG2E + 0.5)

@@ -314,6 +314,180 @@ def _ce_kernel(x, cls, tgt, w, eps, gscale, gstride, out, grad, partials, rpb, S
         partials[b] = acc
 
 
+# ------------------------------------------------------ class-major tiles
+#: 2-d inputs with at most this many classes take the column path: per-row
+#: overheads would dominate rows this short.
+SMALL_C = 64
+
+
+def _tile(a, n, s0, s1):
+    """Samples ``s0:s1`` of slab ``n`` copied into a contiguous class-major ``(C, T)`` array.
+
+    ``(N, C, S)`` arrays are class-major already: a row-by-row copy.  ``(N, C)``
+    arrays are transposed (a 2-d input is one slab whose samples are its rows).
+    Contiguous tiles let every loop over the samples vectorize.
+    """
+
+
+@overload(_tile, inline="always")
+def _tile_overload(a, n, s0, s1):
+    if a.ndim == 3:
+
+        def copy(a, n, s0, s1):
+            t = np.empty((a.shape[1], s1 - s0), a.dtype)
+            for c in range(a.shape[1]):
+                t[c] = a[n, c, s0:s1]
+            return t
+
+        return copy
+
+    def transpose(a, n, s0, s1):
+        # class by class, gathering with stride C: 5x faster than row by row here
+        C = a.shape[1]
+        flat = a[s0:s1].ravel()
+        t = np.empty((C, s1 - s0), a.dtype)
+        for c in range(C):
+            col = t[c]
+            src = flat[c:]
+            for i in range(col.size):
+                col[i] = src[i * C]
+        return t
+
+    return transpose
+
+
+def _untile(gt, grad, n, s0):
+    """Write a class-major gradient tile back into samples ``s0:`` of slab ``n``."""
+
+
+@overload(_untile, inline="always")
+def _untile_overload(gt, grad, n, s0):
+    if grad.ndim == 3:
+
+        def copy(gt, grad, n, s0):
+            for c in range(gt.shape[0]):
+                grad[n, c, s0 : s0 + gt.shape[1]] = gt[c]
+
+        return copy
+
+    def transpose(gt, grad, n, s0):
+        C, T = gt.shape
+        flat = grad[s0 : s0 + T].reshape(-1)
+        for c in range(C):
+            col = gt[c]
+            dst = flat[c:]
+            for i in range(T):
+                dst[i * C] = col[i]
+
+    return transpose
+
+
+@serial
+def _ce_tile(xt, y, w, eps, w_total, g, et, want_grad, loss):
+    """Cross-entropy of the ``T`` samples of a class-major tile ``xt[c, t]`` (class targets).
+
+    Every loop runs along the samples, so it vectorizes however few the classes
+    are, and each sum runs over the classes in order: deterministic.  ``et``
+    receives ``exp(x - m)`` and, with ``want_grad``, the gradient (in place).
+    ``g`` holds one gradient scale or one per sample.  ``loss[t]`` is written.
+    """
+    C, T = xt.shape
+    has_w = w.size > 0
+    inv_c = 1.0 / C
+    b = eps * inv_c
+    # np.maximum propagates NaN into m; the row's sum is NaN then either way, as in torch
+    m = xt[0].copy()
+    for c in range(1, C):
+        np.maximum(m, xt[c], m)
+    s = np.zeros(T)
+    d = np.zeros(T)
+    for c in range(C):
+        xc = xt[c]
+        ec = et[c]
+        for t in range(T):
+            ec[t] = M.exp_neg(xc[t] - m[t])
+        np.add(s, ec, s)
+        if eps > 0.0:  # the smoothing sum, with non-negative terms (see _gap_sum)
+            wc = w[c] if has_w else 1.0
+            for t in range(T):
+                d[t] += wc * (m[t] - xc[t])
+    ls = np.empty(T)
+    for t in range(T):
+        ls[t] = M.log(s[t])
+    ga = np.empty(T, xt.dtype)
+    gb = np.empty(T, xt.dtype)
+    for t in range(T):
+        yt = y[t]
+        gt_ = g[t] if g.size > 1 else g[0]
+        if yt < 0:
+            loss[t] = 0.0
+            ga[t] = 0.0 / s[t]  # torch: 0 * softmax, NaN rows stay NaN
+            gb[t] = 0.0
+            continue
+        wy = w[yt] if has_w else 1.0
+        lt = (1.0 - eps) * wy * (ls[t] + (m[t] - xt[yt, t]))
+        if eps > 0.0:
+            lt += b * (w_total * ls[t] + d[t])
+        loss[t] = lt
+        ga[t] = gt_ * (((1.0 - eps) * wy + b * w_total) / s[t])
+        gb[t] = gt_ * b
+    if not want_grad:
+        return
+    ey = np.empty(T, xt.dtype)
+    for t in range(T):
+        ey[t] = et[y[t], t] if y[t] >= 0 else 0.0
+    for c in range(C):
+        ec = et[c]
+        wc = M.like(w[c] if has_w else 1.0, xt)
+        for t in range(T):
+            ec[t] = ga[t] * ec[t] - gb[t] * wc
+    for t in range(T):
+        yt = y[t]
+        if yt >= 0:
+            # the target's share in one rounding, as in _ce_row
+            wy = w[yt] if has_w else 1.0
+            gt_ = g[t] if g.size > 1 else g[0]
+            q_sum = (1.0 - eps) * wy + b * w_total
+            et[yt, t] = gt_ * ((q_sum / s[t]) * ey[t] - (b * wy + (1.0 - eps) * wy))
+
+
+@kernel
+def _ce_columns_kernel(x, cls, w, eps, gscale, gstride, out, grad, partials, tile, S):
+    """Cross-entropy with class targets on class-major tiles (K-dim inputs, or few classes).
+
+    Tiles are ``tile`` samples of one slab ``n`` (for a 2-d input, ``tile`` rows),
+    so the blocks, and with them the partial sums, depend only on the shape.
+    """
+    C = x.shape[1]
+    span = S if x.ndim == 3 else x.shape[0]  # samples per slab
+    per_slab = max(1, -(-span // tile))
+    want_out = out.size > 0
+    want_grad = grad.size > 0
+    w_total = np.float64(C)
+    if w.size > 0:
+        w_total = 0.0
+        for c in range(C):
+            w_total += w[c]
+    for b in prange(partials.size):
+        n = b // per_slab
+        s0 = (b - n * per_slab) * tile
+        s1 = min(s0 + tile, span)
+        r0 = n * span + s0
+        T = s1 - s0
+        xt = _tile(x, n, s0, s1)
+        et = np.empty((C, T), x.dtype)
+        loss = np.empty(T)
+        g = gscale[r0 : r0 + T] if gstride else gscale[:1]
+        _ce_tile(xt, cls[r0 : r0 + T], w, eps, w_total, g, et, want_grad, loss)
+        if want_grad:
+            _untile(et, grad, n, s0)
+        if want_out:
+            o = out[r0:r0 + T]
+            for t in range(T):
+                o[t] = loss[t]
+        partials[b] = _reduce.tree_sum(loss, np.empty((T + 1) // 2))
+
+
 @kernel
 def _nll_kernel(x, cls, w, gscale, gstride, out, grad, partials, rpb, S):
     """``-w[y] * x[n, y, s]`` per row (0 for ignored rows); ``grad`` must arrive zeroed."""
@@ -442,10 +616,18 @@ def cross_entropy(
     else:
         cls, denominator = _class_targets(t, ignore_index, C, w)
         tgt = np.empty((0,) * x.ndim, dtype)
-    rows = _reduce.rows_per_block(C)
-    out, grad, partials = _outputs(x, M, reduction, return_grad, False, rows)
     gscale, gstride = _reduce.grad_scale(reduction, grad_output, denominator, loss_shape)
-    _ce_kernel(x, cls, tgt, _or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, rows, S, work=x.size)
+    if not probs and (S > 1 or C <= SMALL_C):
+        tile = max(8, min(1024, _reduce.ROW_WORK // max(C, 1)))
+        span = S if S > 1 else N
+        n_tiles = (N if S > 1 else 1) * max(1, -(-span // tile))
+        out, grad, partials = _outputs(x, M, reduction, return_grad, False, 1)
+        partials = np.empty(n_tiles)
+        _ce_columns_kernel(x, cls, _or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, tile, S, work=x.size)
+    else:
+        rows = _reduce.rows_per_block(C)
+        out, grad, partials = _outputs(x, M, reduction, return_grad, False, rows)
+        _ce_kernel(x, cls, tgt, _or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, rows, S, work=x.size)
     loss = _reduce.finish(reduction, out, partials, denominator, dtype, loss_shape)
     if return_grad:
         return loss, grad.reshape(np.shape(input))

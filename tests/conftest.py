@@ -67,3 +67,23 @@ def run_torch(name, x, target, kwargs, grad_output=None):
     go = torch.ones_like(loss) if grad_output is None else torch.as_tensor(np.asarray(grad_output, x.dtype)).expand_as(loss)
     loss.backward(go)
     return loss.detach().numpy(), xt.grad.numpy()
+
+
+def torch_error_scale(name, x, kwargs, grad_output=None):
+    """Magnitudes on which torch's own float rounding lives, as ``(loss_scale, grad_scale)``.
+
+    torch computes BCE-with-logits as ``(1 - t) x - l_p log_sigmoid(x)``, two
+    terms of size ``|x|`` that cancel: its loss is only good to ``ulp(|x|)`` and
+    its gradient ``(p t + 1 - t) sigmoid(x) - p t`` to ``ulp(1 + p)``.  numbaloss
+    avoids both cancellations (the float64 reference checks that), so against
+    torch the tolerance is taken relative to those magnitudes.  ``None``: the
+    default (the largest expected value).
+    """
+    if name != "binary_cross_entropy_with_logits":
+        return None, None
+    w = np.abs(np.asarray(kwargs.get("weight", 1.0), np.float64)).max(initial=1.0)
+    pw = np.abs(np.asarray(kwargs.get("pos_weight", 1.0), np.float64)).max(initial=1.0)
+    g = np.abs(np.asarray(1.0 if grad_output is None else grad_output, np.float64)).max(initial=1.0)
+    n = max(np.size(x), 1) if kwargs.get("reduction", "mean") == "mean" else 1
+    ax = np.abs(x[np.isfinite(x)]).max(initial=1.0)
+    return float(ax * w * (1 + pw) * max(n, 1)), float(w * (1 + pw) * g)

@@ -131,8 +131,11 @@ def binary_cross_entropy_with_logits(x, target, weight=None, reduction="mean", p
     t = np.asarray(target, np.float64)
     w = 1.0 if weight is None else np.asarray(weight, np.float64)
     p = 1.0 if pos_weight is None else np.asarray(pos_weight, np.float64)
-    log_sig = -np.logaddexp(0.0, -x)
-    per = np.broadcast_to(w * ((1 - t) * x - (1 + (p - 1) * t) * log_sig), x.shape)
+    # (1 - t) x - l_p log_sigmoid(x) with log_sigmoid(x) = min(x, 0) - log1p(e^-|x|), expanded so that
+    # no two terms of size |x| cancel: (1 - t) max(x, 0) - p t min(x, 0) + l_p log1p(e^-|x|)
+    lp = 1 + (p - 1) * t
+    per = (1 - t) * np.maximum(x, 0) - p * t * np.minimum(x, 0) + lp * np.log1p(np.exp(-np.abs(x)))
+    per = np.broadcast_to(w * per, x.shape)
     sig = np.exp(-np.logaddexp(0.0, -x))
     g = _scale(reduction, grad_output, x.size, x.shape)
     grad = g * w * ((p * t + 1 - t) * sig - p * t)

@@ -137,6 +137,7 @@ def binary_cross_entropy_with_logits(x, target, weight=None, reduction="mean", p
     per = (1 - t) * np.maximum(x, 0) - p * t * np.minimum(x, 0) + lp * np.log1p(np.exp(-np.abs(x)))
     per = np.broadcast_to(w * per, x.shape)
     sig = np.exp(-np.logaddexp(0.0, -x))
+    sig_neg = np.exp(-np.logaddexp(0.0, x))  # sigmoid(-x), not 1 - sigmoid(x)
     g = _scale(reduction, grad_output, x.size, x.shape)
-    grad = g * w * ((p * t + 1 - t) * sig - p * t)
+    grad = g * w * ((1 - t) * sig - p * t * sig_neg)  # = (p t + 1 - t) sigmoid(x) - p t
     return _reduce(per, reduction, x.size), grad

@@ -148,6 +148,10 @@ def _binary_kernel(x, t, w, pw, logits, gscale, gstride, out, grad, partials, ba
         if want_grad:
             gs = gscale[lo:hi] if gstride else gscale[:1]
             _grads(xs, ts, ws, ps, logits, gs, grad[lo:hi])
+    for b in range(bad.size):
+        if bad[b] >= 0:
+            return _reduce.combine(partials), bad[b]
+    return _reduce.combine(partials), -1
 
 
 def _binary(input, target, weight, pos_weight, reduction, return_grad, grad_output, logits):
@@ -180,15 +184,13 @@ def _binary(input, target, weight, pos_weight, reduction, return_grad, grad_outp
     partials = np.empty(nb)
     bad = np.empty(nb, np.int64)
     gscale, gstride = _reduce.grad_scale(reduction, grad_output, M, shape)
-    _binary_kernel(xf, tf, params[0], params[1], logits, gscale, gstride, out, grad, partials, bad, work=M)
-    hits = bad[bad >= 0]
-    if hits.size:
-        pos = int(hits[0])
+    total, pos = _binary_kernel(xf, tf, params[0], params[1], logits, gscale, gstride, out, grad, partials, bad, work=M)
+    if pos >= 0:
         raise ValueError(
             f"all elements of input should be between 0 and 1; input{[int(i) for i in np.unravel_index(pos, shape)]} "
             f"= {xf[pos]}"
         )
-    loss = _reduce.finish(reduction, out, partials, M, dtype, shape)
+    loss = _reduce.finish(reduction, out, total, M, dtype, shape)
     if return_grad:
         return loss, grad.reshape(shape)
     return loss

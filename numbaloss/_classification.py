@@ -12,6 +12,8 @@ it can never read out of bounds and can fuse the reduction's scale into the
 gradient.
 """
 
+import functools
+
 import numpy as np
 from numba import prange
 from numba.extending import overload
@@ -139,28 +141,36 @@ def _targets_kernel(target, ignore, has_ignore, n_classes, w, cls, wsum, bad):
                 acc += w[k] if has_w else 1.0
         wsum[b] = acc
         bad[b] = first_bad
+    for b in range(bad.size):
+        if bad[b] >= 0:
+            return _reduce.combine(wsum), bad[b]
+    return _reduce.combine(wsum), -1
 
 
 def _class_targets(target, ignore_index, n_classes, w):
     """Run the target pass; returns ``(cls, denominator)`` or raises IndexError naming the bad target."""
     flat = np.ascontiguousarray(target).reshape(-1)
-    info = np.iinfo(flat.dtype)
-    has_ignore = info.min <= ignore_index <= info.max
+    lo, hi = _int_range(flat.dtype)
+    has_ignore = lo <= ignore_index <= hi
     ignore = flat.dtype.type(ignore_index if has_ignore else 0)
     nb = _reduce.n_blocks(flat.size)
     cls = np.empty(flat.size, np.int64)
     wsum = np.empty(nb)
     bad = np.empty(nb, np.int64)
-    _targets_kernel(flat, ignore, has_ignore, n_classes, _or_empty(w, np.float64), cls, wsum, bad, work=flat.size)
-    hits = bad[bad >= 0]
-    if hits.size:
-        pos = int(hits[0])
+    denominator, pos = _targets_kernel(flat, ignore, has_ignore, n_classes, _or_empty(w, np.float64), cls, wsum, bad, work=flat.size)
+    if pos >= 0:
         where = np.unravel_index(pos, target.shape) if target.ndim else ()
         raise IndexError(
             f"Target {flat[pos]} is out of bounds. (at target index {tuple(int(i) for i in where)}; "
             f"valid classes are 0..{n_classes - 1}, ignore_index={ignore_index})"
         )
-    return cls, _reduce.combine(wsum)
+    return cls, denominator
+
+
+@functools.lru_cache(maxsize=None)
+def _int_range(dtype):
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
 
 
 def _or_empty(a, dtype):
@@ -312,6 +322,7 @@ def _ce_kernel(x, cls, tgt, w, eps, gscale, gstride, out, grad, partials, rpb, S
             if want_out:
                 out[r] = loss
         partials[b] = acc
+    return _reduce.combine(partials)
 
 
 # ------------------------------------------------------ class-major tiles
@@ -486,6 +497,7 @@ def _ce_columns_kernel(x, cls, w, eps, gscale, gstride, out, grad, partials, til
             for t in range(T):
                 o[t] = loss[t]
         partials[b] = _reduce.tree_sum(loss, np.empty((T + 1) // 2))
+    return _reduce.combine(partials)
 
 
 @kernel
@@ -513,6 +525,7 @@ def _nll_kernel(x, cls, w, gscale, gstride, out, grad, partials, rpb, S):
             if want_out:
                 out[r] = loss
         partials[b] = acc
+    return _reduce.combine(partials)
 
 
 # ------------------------------------------------------------------ public API
@@ -623,12 +636,12 @@ def cross_entropy(
         n_tiles = (N if S > 1 else 1) * max(1, -(-span // tile))
         out, grad, partials = _outputs(x, M, reduction, return_grad, False, 1)
         partials = np.empty(n_tiles)
-        _ce_columns_kernel(x, cls, _or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, tile, S, work=x.size)
+        total = _ce_columns_kernel(x, cls, _or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, tile, S, work=x.size)
     else:
         rows = _reduce.rows_per_block(C)
         out, grad, partials = _outputs(x, M, reduction, return_grad, False, rows)
-        _ce_kernel(x, cls, tgt, _or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, rows, S, work=x.size)
-    loss = _reduce.finish(reduction, out, partials, denominator, dtype, loss_shape)
+        total = _ce_kernel(x, cls, tgt, _or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, rows, S, work=x.size)
+    loss = _reduce.finish(reduction, out, total, denominator, dtype, loss_shape)
     if return_grad:
         return loss, grad.reshape(np.shape(input))
     return loss
@@ -669,8 +682,8 @@ def nll_loss(
     rows = _reduce.BLOCK
     out, grad, partials = _outputs(x, M, reduction, return_grad, True, rows)
     gscale, gstride = _reduce.grad_scale(reduction, grad_output, denominator, loss_shape)
-    _nll_kernel(x, cls, _or_empty(w, dtype), gscale, gstride, out, grad, partials, rows, S, work=M)
-    loss = _reduce.finish(reduction, out, partials, denominator, dtype, loss_shape)
+    total = _nll_kernel(x, cls, _or_empty(w, dtype), gscale, gstride, out, grad, partials, rows, S, work=M)
+    loss = _reduce.finish(reduction, out, total, denominator, dtype, loss_shape)
     if return_grad:
         return loss, grad.reshape(np.shape(input))
     return loss

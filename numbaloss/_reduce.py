@@ -12,6 +12,8 @@ gradient (the reduction is fused into the gradient, so there is no second pass):
 per-sample ``grad_output`` for ``none``.
 """
 
+import math
+
 import numpy as np
 
 from ._jit import serial
@@ -85,6 +87,16 @@ def check_reduction(reduction):
         )
 
 
+def divide(a, b):
+    """``a / b`` with IEEE semantics (``x / 0`` is ``±inf``, ``0 / 0`` is NaN), without numpy's
+    warnings machinery: this sits on the per-call path of every loss."""
+    a = float(a)
+    b = float(b)
+    if b != 0.0 or math.isnan(a):
+        return a / b if b != 0.0 else a
+    return math.nan if a == 0.0 else math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
 def grad_scale(reduction, grad_output, denominator, loss_shape):
     """Per-sample gradient scale as ``(scale, stride)``: sample ``i`` uses ``scale[i * stride]``.
 
@@ -92,34 +104,32 @@ def grad_scale(reduction, grad_output, denominator, loss_shape):
     must be a scalar; for ``none`` it may also be an array broadcastable to the
     loss's shape.
     """
-    g = np.asarray(1.0 if grad_output is None else grad_output, dtype=np.float64)
-    if reduction == "none":
-        if g.size == 1 and g.ndim <= len(loss_shape):
-            return g.reshape(1), 0
-        try:
-            g = np.broadcast_to(g, loss_shape)
-        except ValueError:
-            raise ValueError(
-                f"grad_output of shape {g.shape} does not broadcast to the loss's shape {tuple(loss_shape)}"
-            ) from None
-        return np.ascontiguousarray(g).reshape(-1), 1
-    if g.size != 1:
-        raise ValueError(
-            f"grad_output must be a scalar for reduction={reduction!r}, got shape {g.shape}"
-        )
-    g = g.reshape(1)
+    if grad_output is None:
+        g = 1.0
+    elif isinstance(grad_output, (int, float)):
+        g = float(grad_output)
+    else:
+        ga = np.asarray(grad_output, dtype=np.float64)
+        if reduction == "none" and not (ga.size == 1 and ga.ndim <= len(loss_shape)):
+            try:
+                ga = np.broadcast_to(ga, loss_shape)
+            except ValueError:
+                raise ValueError(
+                    f"grad_output of shape {ga.shape} does not broadcast to the loss's shape {tuple(loss_shape)}"
+                ) from None
+            return np.ascontiguousarray(ga).reshape(-1), 1
+        if ga.size != 1:
+            raise ValueError(f"grad_output must be a scalar for reduction={reduction!r}, got shape {ga.shape}")
+        g = float(ga.reshape(()))
     if reduction == "mean":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            g = g / np.float64(denominator)
-    return g, 0
+        g = divide(g, denominator)
+    return np.full(1, g), 0
 
 
-def finish(reduction, out, partials, denominator, dtype, loss_shape):
-    """Turn a kernel's outputs into the loss: ``out`` reshaped for ``none``, else the combined partials."""
+def finish(reduction, out, total, denominator, dtype, loss_shape):
+    """The loss: ``out`` reshaped for ``none``, else the kernel's combined total (divided for ``mean``)."""
     if reduction == "none":
         return out.reshape(loss_shape)
-    total = combine(partials)
     if reduction == "mean":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            total = np.float64(total) / np.float64(denominator)
-    return np.dtype(dtype).type(total)
+        total = divide(total, denominator)
+    return dtype.type(total)

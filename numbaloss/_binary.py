@@ -183,7 +183,7 @@ def _binary(input, target, weight, pos_weight, reduction, return_grad, grad_outp
     nb = _reduce.n_blocks(M)
     partials = np.empty(nb)
     bad = np.empty(nb, np.int64)
-    gscale, gstride = _reduce.grad_scale(reduction, grad_output, M, shape)
+    gscale, gstride = _reduce.grad_scale(reduction, grad_output, M, shape, return_grad)
     total, pos = _binary_kernel(xf, tf, params[0], params[1], logits, gscale, gstride, out, grad, partials, bad, work=M)
     if pos >= 0:
         raise ValueError(

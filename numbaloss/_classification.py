@@ -117,12 +117,21 @@ def _prob_sums(xr, tr, m, w, eps, inv_c):
 
 # ------------------------------------------------------------------ target pass
 @kernel
-def _targets_kernel(target, ignore, has_ignore, n_classes, w, cls, wsum, bad):
-    """Validate class indices; ``cls[i]`` = class or -1 (ignored); per-block kept-weight sums."""
+def _targets_kernel(target, ignore, has_ignore, n_classes, w):
+    """Validate class indices in fixed blocks.
+
+    Returns ``(cls, denominator, first_bad)``: ``cls[i]`` is the class or -1
+    (ignored), ``denominator`` the sum of the kept targets' weights (pairwise
+    over blocks), ``first_bad`` the first out-of-range position or -1.
+    """
     m = target.size
     block = _reduce.BLOCK
+    nb = max(1, -(-m // block))
     has_w = w.size > 0
-    for b in prange(wsum.size):
+    cls = np.empty(m, np.int64)
+    wsum = np.empty(nb)
+    bad = np.empty(nb, np.int64)
+    for b in prange(nb):
         lo = b * block
         hi = min(lo + block, m)
         acc = 0.0
@@ -141,23 +150,21 @@ def _targets_kernel(target, ignore, has_ignore, n_classes, w, cls, wsum, bad):
                 acc += w[k] if has_w else 1.0
         wsum[b] = acc
         bad[b] = first_bad
-    for b in range(bad.size):
+    first = -1
+    for b in range(nb):
         if bad[b] >= 0:
-            return _reduce.combine(wsum), bad[b]
-    return _reduce.combine(wsum), -1
+            first = bad[b]
+            break
+    return cls, _reduce.combine(wsum), first
 
 
 def _class_targets(target, ignore_index, n_classes, w):
     """Run the target pass; returns ``(cls, denominator)`` or raises IndexError naming the bad target."""
-    flat = np.ascontiguousarray(target).reshape(-1)
+    flat = target.reshape(-1) if target.flags.c_contiguous else np.ascontiguousarray(target).reshape(-1)
     lo, hi = _int_range(flat.dtype)
     has_ignore = lo <= ignore_index <= hi
     ignore = flat.dtype.type(ignore_index if has_ignore else 0)
-    nb = _reduce.n_blocks(flat.size)
-    cls = np.empty(flat.size, np.int64)
-    wsum = np.empty(nb)
-    bad = np.empty(nb, np.int64)
-    denominator, pos = _targets_kernel(flat, ignore, has_ignore, n_classes, _or_empty(w, np.float64), cls, wsum, bad, work=flat.size)
+    cls, denominator, pos = _targets_kernel(flat, ignore, has_ignore, n_classes, _or_empty(w, np.float64), work=flat.size)
     if pos >= 0:
         where = np.unravel_index(pos, target.shape) if target.ndim else ()
         raise IndexError(
@@ -173,8 +180,14 @@ def _int_range(dtype):
     return int(info.min), int(info.max)
 
 
+@functools.lru_cache(maxsize=None)
+def _empty(dtype, ndim):
+    """A shared size-0 array standing for "absent" (kernels test ``.size``); never written."""
+    return np.empty((0,) * ndim, dtype)
+
+
 def _or_empty(a, dtype):
-    return np.empty(0, dtype) if a is None else a
+    return _empty(np.dtype(dtype), 1) if a is None else a
 
 
 # ------------------------------------------------------------------ row kernels
@@ -502,11 +515,16 @@ def _ce_columns_kernel(x, cls, w, eps, gscale, gstride, out, grad, partials, til
 
 @kernel
 def _nll_kernel(x, cls, w, gscale, gstride, out, grad, partials, rpb, S):
-    """``-w[y] * x[n, y, s]`` per row (0 for ignored rows); ``grad`` must arrive zeroed."""
+    """``-w[y] * x[n, y, s]`` per row (0 for ignored rows); the gradient is zero-filled here, in parallel."""
     M = cls.size
     has_w = w.size > 0
     want_out = out.size > 0
     want_grad = grad.size > 0
+    if want_grad:
+        flat = grad.reshape(-1)
+        block = _reduce.BLOCK * 16
+        for b in prange(max(1, -(-flat.size // block))):
+            flat[b * block : (b + 1) * block] = 0.0
     for b in prange(partials.size):
         lo = b * rpb
         hi = min(lo + rpb, M)
@@ -549,14 +567,13 @@ def _prepare(input, target, weight, reduction, loss):
     return x, t, w, N, C, S, loss_shape, probs, dtype
 
 
-def _outputs(x, M, reduction, return_grad, zero_grad, rows):
-    out = np.empty(M if reduction == "none" else 0, x.dtype)
+def _outputs(x, M, reduction, return_grad, n_parts):
+    out = np.empty(M, x.dtype) if reduction == "none" else _empty(x.dtype, 1)
     if return_grad:
-        grad = np.zeros_like(x) if zero_grad else np.empty_like(x)
+        grad = np.empty_like(x)
     else:
-        grad = np.empty((0,) * x.ndim, x.dtype)
-    partials = np.empty(_reduce.n_blocks(M, rows))
-    return out, grad, partials
+        grad = _empty(x.dtype, x.ndim)
+    return out, grad, np.empty(n_parts)
 
 
 def cross_entropy(
@@ -624,22 +641,21 @@ def cross_entropy(
         if ignore_index >= 0:
             raise ValueError("ignore_index is not supported for floating point target")
         tgt = np.ascontiguousarray(t, dtype=dtype).reshape(x.shape)
-        cls = np.empty(0, np.int64)
+        cls = _empty(np.dtype(np.int64), 1)
         denominator = M
     else:
         cls, denominator = _class_targets(t, ignore_index, C, w)
-        tgt = np.empty((0,) * x.ndim, dtype)
-    gscale, gstride = _reduce.grad_scale(reduction, grad_output, denominator, loss_shape)
+        tgt = _empty(dtype, x.ndim)
+    gscale, gstride = _reduce.grad_scale(reduction, grad_output, denominator, loss_shape, return_grad)
     if not probs and (S > 1 or C <= SMALL_C):
         tile = max(8, min(1024, _reduce.ROW_WORK // max(C, 1)))
         span = S if S > 1 else N
         n_tiles = (N if S > 1 else 1) * max(1, -(-span // tile))
-        out, grad, partials = _outputs(x, M, reduction, return_grad, False, 1)
-        partials = np.empty(n_tiles)
+        out, grad, partials = _outputs(x, M, reduction, return_grad, n_tiles)
         total = _ce_columns_kernel(x, cls, _or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, tile, S, work=x.size)
     else:
         rows = _reduce.rows_per_block(C)
-        out, grad, partials = _outputs(x, M, reduction, return_grad, False, rows)
+        out, grad, partials = _outputs(x, M, reduction, return_grad, _reduce.n_blocks(M, rows))
         total = _ce_kernel(x, cls, tgt, _or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, rows, S, work=x.size)
     loss = _reduce.finish(reduction, out, total, denominator, dtype, loss_shape)
     if return_grad:
@@ -680,9 +696,9 @@ def nll_loss(
     M = N * S
     cls, denominator = _class_targets(t, ignore_index, C, w)
     rows = _reduce.BLOCK
-    out, grad, partials = _outputs(x, M, reduction, return_grad, True, rows)
-    gscale, gstride = _reduce.grad_scale(reduction, grad_output, denominator, loss_shape)
-    total = _nll_kernel(x, cls, _or_empty(w, dtype), gscale, gstride, out, grad, partials, rows, S, work=M)
+    out, grad, partials = _outputs(x, M, reduction, return_grad, _reduce.n_blocks(M, rows))
+    gscale, gstride = _reduce.grad_scale(reduction, grad_output, denominator, loss_shape, return_grad)
+    total = _nll_kernel(x, cls, _or_empty(w, dtype), gscale, gstride, out, grad, partials, rows, S, work=x.size if return_grad else M)
     loss = _reduce.finish(reduction, out, total, denominator, dtype, loss_shape)
     if return_grad:
         return loss, grad.reshape(np.shape(input))

@@ -97,13 +97,20 @@ def divide(a, b):
     return math.nan if a == 0.0 else math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
-def grad_scale(reduction, grad_output, denominator, loss_shape):
+_ONE = np.ones(1)
+
+
+def grad_scale(reduction, grad_output, denominator, loss_shape, wanted=True):
     """Per-sample gradient scale as ``(scale, stride)``: sample ``i`` uses ``scale[i * stride]``.
 
     ``grad_output`` defaults to 1 (ones for ``none``).  For ``sum``/``mean`` it
     must be a scalar; for ``none`` it may also be an array broadcastable to the
-    loss's shape.
+    loss's shape.  ``wanted=False`` (no gradient requested) skips the work.
     """
+    if not wanted:  # no gradient asked: the kernels never read the scale
+        if grad_output is not None:
+            raise ValueError("grad_output is only used with return_grad=True")
+        return _ONE, 0
     if grad_output is None:
         g = 1.0
     elif isinstance(grad_output, (int, float)):

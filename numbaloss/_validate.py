@@ -49,12 +49,16 @@ def broadcast_shape(param_shape, input_shape, name):
 
 
 def check_label_smoothing(label_smoothing):
+    if type(label_smoothing) is float and 0.0 <= label_smoothing <= 1.0:  # the common case, fast
+        return label_smoothing
     if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= float(label_smoothing) <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     return float(label_smoothing)
 
 
 def check_ignore_index(ignore_index):
+    if type(ignore_index) is int:  # the common case, fast
+        return ignore_index
     if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(f"ignore_index must be an integer, got {type(ignore_index).__name__}")
     return int(ignore_index)

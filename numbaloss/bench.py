@@ -1,0 +1,365 @@
+"""Side-by-side speed of numbaloss, torch (when installed) and NumPy, in one run.
+
+    python -m numbaloss.bench                 # the table (progress bar on stderr)
+    python -m numbaloss.bench --plot out.png  # and a chart
+    python -m numbaloss.bench --quick         # smaller sizes, a smoke run
+    python -m numbaloss.bench --jit           # first-call cost, cold and warm cache
+    python -m numbaloss.bench --ulp           # accuracy of numbaloss's exp/log/log1p
+    python -m numbaloss.bench --crossover     # serial vs parallel kernels by size
+
+Every figure is the best of several repeats (this machine is shared and noisy),
+measured in the same process with the same thread count for numbaloss and torch.
+Speedup is torch's time over numbaloss's.  GB/s counts the bytes the loss must
+touch (inputs read, gradient written); "% BW" compares that to this machine's
+streaming read bandwidth, measured first.  The NumPy column is the float64
+reference of ``tests/reference.py`` (run from the repository root), a
+straightforward vectorized NumPy implementation.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import numbaloss
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover - torch is optional here
+    torch = None
+
+try:
+    from tests import reference
+except ImportError:  # pragma: no cover - outside the repository
+    reference = None
+
+
+# ------------------------------------------------------------------ workloads
+def _workloads(quick):
+    """(label, loss name, maker, kwargs, fused-with-gradient) for the table."""
+    k = 8 if quick else 1
+
+    def ce(n, c, weight=False):
+        def make(rng):
+            x = rng.standard_normal((n, c), dtype=np.float32)
+            y = rng.integers(0, c, n)
+            kw = {"weight": rng.random(c, dtype=np.float32) + 0.5} if weight else {}
+            return x, y, kw
+
+        return make
+
+    def binary(n, logits):
+        def make(rng):
+            x = rng.standard_normal(n, dtype=np.float32) if logits else rng.random(n, dtype=np.float32)
+            return x, rng.random(n, dtype=np.float32), {}
+
+        return make
+
+    big = (8192 // k, 32000)
+    return [
+        (f"cross_entropy fwd {big[0]}x{big[1]}", "cross_entropy", ce(*big), False),
+        (f"cross_entropy fwd+grad {big[0]}x{big[1]}", "cross_entropy", ce(*big), True),
+        (f"cross_entropy fwd {2**20 // k}x10 weight", "cross_entropy", ce(2**20 // k, 10, True), False),
+        (f"binary_cross_entropy 2^{24 - (3 if quick else 0)}", "binary_cross_entropy", binary(2**24 // k, False), False),
+        (f"binary_cross_entropy_with_logits 2^{24 - (3 if quick else 0)}", "binary_cross_entropy_with_logits", binary(2**24 // k, True), False),
+        ("cross_entropy fwd 64x10 (per call)", "cross_entropy", ce(64, 10), False),
+        ("nll_loss fwd+grad 4096x1000", "nll_loss", ce(4096, 1000), True),
+    ]
+
+
+def _bytes(x, y, fused):
+    return x.nbytes + np.asarray(y).nbytes + (x.nbytes if fused else 0)
+
+
+def best_time(fn, repeats=7, min_time=0.05):
+    """Best per-call seconds over ``repeats`` runs, each looping until ``min_time``."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    once = time.perf_counter() - t0
+    inner = max(1, int(min_time / max(once, 1e-7)))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / inner)
+    return best
+
+
+def read_bandwidth():
+    """Streaming read bandwidth (bytes/s) of this machine with Numba's threads: a 1 GiB sum."""
+    import numba
+
+    # fastmath lets LLVM vectorize the sum, so the probe is bound by memory, not by adds
+    @numba.njit(parallel=True, fastmath=True)
+    def _sum(a):
+        nb = 256
+        n = a.size // nb
+        out = np.zeros(nb, np.float32)
+        for b in numba.prange(nb):
+            s = np.float32(0.0)
+            for v in a[b * n : (b + 1) * n]:
+                s += v
+            out[b] = s
+        return out.sum()
+
+    a = np.ones(1 << 28, np.float32)
+    return a.nbytes / best_time(lambda: _sum(a), repeats=5, min_time=0)
+
+
+def _torch_call(name, x, y, kw, fused):
+    xt = torch.from_numpy(x)
+    yt = torch.from_numpy(y)
+    kwt = {key: torch.from_numpy(v) for key, v in kw.items()}
+    fn = getattr(F, name)
+    if not fused:
+        return lambda: fn(xt, yt, **kwt)
+
+    def fwd_bwd():
+        xx = xt.detach().requires_grad_()
+        fn(xx, yt, **kwt).backward()
+
+    return fwd_bwd
+
+
+def run_table(quick=False, progress=True):
+    rows = []
+    rng = np.random.default_rng(0)
+    items = _workloads(quick)
+    bar = _progress(len(items) + 1, progress)
+    bw = read_bandwidth()
+    bar.update(1)
+    if torch is not None:
+        import numba
+
+        torch.set_num_threads(numba.get_num_threads())
+    for label, name, make, fused in items:
+        x, y, kw = make(rng)
+        ours = getattr(numbaloss, name)
+        t_ours = best_time(lambda: ours(x, y, return_grad=fused, **kw))
+        t_torch = best_time(_torch_call(name, x, y, kw, fused)) if torch is not None else float("nan")
+        if reference is not None:
+            ref = getattr(reference, name)
+            t_np = best_time(lambda: ref(x, y, **kw), repeats=2)
+        else:
+            t_np = float("nan")
+        nbytes = _bytes(x, y, fused)
+        rows.append(dict(label=label, ours=t_ours, torch=t_torch, numpy=t_np, gbs=nbytes / t_ours / 1e9, bw=nbytes / t_ours / bw))
+        bar.update(1)
+    bar.close()
+    return rows, bw
+
+
+def format_table(rows, bw):
+    import numba
+
+    head = (
+        f"numbaloss {numbaloss.__version__}, numba {numba.__version__}, "
+        f"torch {torch.__version__ if torch else 'not installed'}, {numba.get_num_threads()} threads; "
+        f"measured read bandwidth {bw / 1e9:.1f} GB/s\n\n"
+    )
+    lines = [
+        "| workload (float32) | numbaloss ms | torch ms | NumPy ms | speedup vs torch | GB/s | % of read BW |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {r['ours'] * 1e3:.3f} | {r['torch'] * 1e3:.3f} | {r['numpy'] * 1e3:.1f} | "
+            f"{r['torch'] / r['ours']:.2f}x | {r['gbs']:.2f} | {100 * r['bw']:.0f}% |"
+        )
+    return head + "\n".join(lines)
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [r["label"] for r in rows]
+    speedup = [r["torch"] / r["ours"] for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
+    bars = ax.barh(labels[::-1], speedup[::-1], color="#3b7dd8")
+    ax.axvline(1.0, color="k", lw=1)
+    ax.bar_label(bars, fmt="%.2fx", padding=3)
+    ax.set_xlabel("speedup over torch 2.13 CPU (higher is better; same threads, best of repeats)")
+    ax.set_title("numbaloss vs torch.nn.functional, float32")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+# ------------------------------------------------------------ JIT and accuracy
+_FIRST_CALLS = r"""
+import time
+t0 = time.perf_counter()
+import numpy as np, numbaloss
+t1 = time.perf_counter()
+x = np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32)
+y = np.arange(8) % 5
+p = 1 / (1 + np.exp(-x))
+out = [time.perf_counter()]
+for call in (lambda: numbaloss.cross_entropy(x, y), lambda: numbaloss.nll_loss(x, y),
+             lambda: numbaloss.binary_cross_entropy(p, p), lambda: numbaloss.binary_cross_entropy_with_logits(x, p)):
+    call(); out.append(time.perf_counter())
+print(t1 - t0, *[b - a for a, b in zip(out, out[1:])])
+"""
+
+
+def jit_costs():
+    """Import time and the first call of each loss in fresh processes: cold cache, then warm."""
+    results = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("cold cache", "warm cache"):
+            out = subprocess.run([sys.executable, "-c", _FIRST_CALLS], env=env, capture_output=True, text=True, check=True)
+            results[label] = [float(v) for v in out.stdout.split()]
+    names = ["import", "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
+    lines = ["| | " + " | ".join(names) + " | import + all four |", "|---" * (len(names) + 2) + "|"]
+    for label, vals in results.items():
+        lines.append(f"| {label} | " + " | ".join(f"{v:.2f} s" for v in vals) + f" | {sum(vals):.2f} s |")
+    return "\n".join(lines)
+
+
+def ulp_table():
+    """Max and mean error in ulps of numbaloss's exp/log/log1p against correctly rounded float64 results."""
+    import numba
+
+    from . import _math as M
+
+    @numba.njit(parallel=True)
+    def apply(kind, a, out):
+        for i in numba.prange(a.size):
+            if kind == 0:
+                out[i] = M.exp(a[i])
+            elif kind == 1:
+                out[i] = M.log(a[i])
+            elif kind == 2:
+                out[i] = M.log1p(a[i])
+            else:
+                out[i] = M.exp_neg(a[i])
+
+    def ulps(a, b):
+        it = np.int32 if a.dtype == np.float32 else np.int64
+        ia, ib = a.view(it).astype(np.int64), b.view(it).astype(np.int64)
+        lo = np.iinfo(it).min
+        ia = np.where(ia < 0, lo - ia, ia)
+        ib = np.where(ib < 0, lo - ib, ib)
+        return np.abs(ia - ib)
+
+    rng = np.random.default_rng(0)
+    f32 = np.arange(0, 2**32, 97, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    f32 = f32[np.isfinite(f32)]
+    lines = ["| function | dtype | inputs | max ulp | mean ulp | special values |", "|---|---|---:|---:|---:|---|"]
+    for kind, name, ref in ((0, "exp", np.exp), (1, "log", np.log), (2, "log1p", np.log1p), (3, "exp_neg (x <= 0)", np.exp)):
+        for dtype in (np.float32, np.float64):
+            if dtype == np.float32:
+                x = f32
+                if kind == 3:
+                    x = x[(x <= 0) & (x >= -87)]
+            else:
+                x = rng.standard_normal(2_000_000) * 300 if kind in (0, 3) else np.exp(rng.uniform(-700, 700, 2_000_000))
+                if kind == 3:
+                    x = -np.abs(x)
+                    x = x[x >= -708]
+            o = np.empty_like(x)
+            apply(kind, x, o)
+            with np.errstate(all="ignore"):
+                r = ref(x.astype(np.float64)).astype(dtype)
+            ok = np.isfinite(r) & np.isfinite(o)
+            u = ulps(o[ok], r[ok])
+            special = np.array([-np.inf, np.inf, np.nan, 0.0, -0.0, -1.0, 1e-45 if dtype == np.float32 else 5e-324], dtype)
+            so = np.empty_like(special)
+            apply(kind, special, so)
+            with np.errstate(all="ignore"):
+                sr = ref(special.astype(np.float64)).astype(dtype)
+            if kind == 3:
+                keep = special <= 0
+                so, sr = so[keep], sr[keep]
+            same = np.array_equal(so, sr, equal_nan=True)
+            ref_name = "float64 rounded to float32" if dtype == np.float32 else "libm (itself <= 1 ulp)"
+            lines.append(
+                f"| {name} | {np.dtype(dtype).name} | {x.size:,} vs {ref_name} | {u.max()} | {u.mean():.4f} | "
+                f"{'exact' if same else 'MISMATCH'} |"
+            )
+    return "\n".join(lines)
+
+
+def crossover():
+    """Serial vs parallel kernel time by input size: where PARALLEL_MIN_WORK should sit."""
+    from . import _jit
+
+    rng = np.random.default_rng(0)
+    lines = ["| elements | serial us | parallel us |", "|---:|---:|---:|"]
+    saved = _jit.PARALLEL_MIN_WORK
+    try:
+        for n in (1 << 10, 1 << 12, 1 << 14, 1 << 15, 1 << 16, 1 << 18):
+            x = rng.standard_normal(n, dtype=np.float32)
+            t = rng.random(n, dtype=np.float32)
+            _jit.PARALLEL_MIN_WORK = 1 << 62
+            ser = best_time(lambda: numbaloss.binary_cross_entropy_with_logits(x, t))
+            _jit.PARALLEL_MIN_WORK = 0
+            par = best_time(lambda: numbaloss.binary_cross_entropy_with_logits(x, t))
+            lines.append(f"| {n} | {ser * 1e6:.1f} | {par * 1e6:.1f} |")
+    finally:
+        _jit.PARALLEL_MIN_WORK = saved
+    return "\n".join(lines)
+
+
+class _progress:
+    def __init__(self, total, enabled):
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, desc="benchmarking", file=sys.stderr)
+            except ImportError:
+                self.total, self.done = total, 0
+
+    def update(self, n):
+        if self.bar is not None:
+            self.bar.update(n)
+        elif hasattr(self, "done"):
+            self.done += n
+            print(f"\rbenchmarking {self.done}/{self.total}", end="", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        elif hasattr(self, "done"):
+            print(file=sys.stderr)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m numbaloss.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plot", metavar="FILE.png", help="also draw the speedups as a chart")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not for reporting)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--jit", action="store_true", help="first-call cost with a cold and a warm cache")
+    parser.add_argument("--ulp", action="store_true", help="accuracy of the vectorized exp/log/log1p")
+    parser.add_argument("--crossover", action="store_true", help="serial vs parallel kernel time by size")
+    args = parser.parse_args(argv)
+    if args.jit:
+        print(jit_costs())
+        return
+    if args.ulp:
+        print(ulp_table())
+        return
+    if args.crossover:
+        print(crossover())
+        return
+    rows, bw = run_table(quick=args.quick, progress=not args.no_progress)
+    print(format_table(rows, bw))
+    if args.plot:
+        plot(rows, args.plot)
+        print(f"\nchart written to {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

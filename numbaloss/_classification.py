@@ -21,6 +21,7 @@ from numba.extending import overload
 from . import _math as M
 from . import _reduce
 from ._dispatch import backend_of, host_array, host_param
+from . import _jit
 from ._jit import kernel, serial
 from ._validate import (
     check_class_weight,
@@ -160,18 +161,28 @@ def _targets_kernel(target, ignore, has_ignore, n_classes, w):
 
 def _class_targets(target, ignore_index, n_classes, w):
     """Run the target pass; returns ``(cls, denominator)`` or raises IndexError naming the bad target."""
+    flat, ignore, has_ignore = _flat_targets(target, ignore_index)
+    cls, denominator, pos = _targets_kernel(flat, ignore, has_ignore, n_classes, _or_empty(w, np.float64), work=flat.size)
+    if pos >= 0:
+        _raise_out_of_bounds(target, pos, n_classes, ignore_index)
+    return cls, denominator
+
+
+def _flat_targets(target, ignore_index):
+    """Targets as a flat contiguous array, and ``ignore_index`` in their dtype (or a flag that none can match)."""
     flat = target.reshape(-1) if target.flags.c_contiguous else np.ascontiguousarray(target).reshape(-1)
     lo, hi = _int_range(flat.dtype)
     has_ignore = lo <= ignore_index <= hi
-    ignore = flat.dtype.type(ignore_index if has_ignore else 0)
-    cls, denominator, pos = _targets_kernel(flat, ignore, has_ignore, n_classes, _or_empty(w, np.float64), work=flat.size)
-    if pos >= 0:
-        where = np.unravel_index(pos, target.shape) if target.ndim else ()
-        raise IndexError(
-            f"Target {flat[pos]} is out of bounds. (at target index {tuple(int(i) for i in where)}; "
-            f"valid classes are 0..{n_classes - 1}, ignore_index={ignore_index})"
-        )
-    return cls, denominator
+    return flat, flat.dtype.type(ignore_index if has_ignore else 0), has_ignore
+
+
+def _raise_out_of_bounds(target, pos, n_classes, ignore_index):
+    value = target.reshape(-1)[pos]
+    where = np.unravel_index(pos, target.shape) if target.ndim else ()
+    raise IndexError(
+        f"Target {value} is out of bounds. (at target index {tuple(int(i) for i in where)}; "
+        f"valid classes are 0..{n_classes - 1}, ignore_index={ignore_index})"
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -342,6 +353,8 @@ def _ce_kernel(x, cls, tgt, w, eps, gscale, gstride, out, grad, partials, rpb, S
 #: 2-d inputs with at most this many classes take the column path: per-row
 #: overheads would dominate rows this short.
 SMALL_C = 64
+#: Samples per class-major tile on the small-input path.
+_SMALL_TILE = 1024
 
 
 def _tile(a, n, s0, s1):
@@ -513,6 +526,28 @@ def _ce_columns_kernel(x, cls, w, eps, gscale, gstride, out, grad, partials, til
     return _reduce.combine(partials)
 
 
+_targets_serial = _targets_kernel.serial
+_ce_columns_serial = _ce_columns_kernel.serial
+
+
+@serial
+def _ce_small(x, target, ignore, has_ignore, w, eps, gs, gstride, is_mean, out, grad):
+    """A small 2-d, few-class cross-entropy in one compiled call (target pass, tile, total).
+
+    Same kernels as the general path, minus two Python round trips: on inputs
+    this size the per-call overhead is the cost.  Returns
+    ``(total, denominator, first_bad)``.
+    """
+    cls, denominator, first = _targets_serial(target, ignore, has_ignore, x.shape[1], w)
+    if first >= 0:
+        return 0.0, denominator, first
+    if is_mean:
+        gs = gs / denominator
+    partials = np.empty(max(1, -(-x.shape[0] // _SMALL_TILE)))
+    total = _ce_columns_serial(x, cls, w, eps, gs, gstride, out, grad, partials, _SMALL_TILE, 1)
+    return total, denominator, -1
+
+
 @kernel
 def _nll_kernel(x, cls, w, gscale, gstride, out, grad, partials, rpb, S):
     """``-w[y] * x[n, y, s]`` per row (0 for ignored rows); the gradient is zero-filled here, in parallel."""
@@ -637,6 +672,17 @@ def cross_entropy(
     eps = check_label_smoothing(label_smoothing)
     ignore_index = check_ignore_index(ignore_index)
     M = N * S
+    if not probs and S == 1 and C <= SMALL_C and x.size < _jit.PARALLEL_MIN_WORK:
+        flat, ignore, has_ignore = _flat_targets(t, ignore_index)
+        gscale, gstride = _reduce.grad_scale(reduction, grad_output, 1.0, loss_shape, return_grad)
+        out, grad, _ = _outputs(x, M, reduction, return_grad, 0)
+        total, denominator, pos = _ce_small(
+            x, flat, ignore, has_ignore, _or_empty(w, dtype), eps, gscale, gstride, reduction == "mean", out, grad
+        )
+        if pos >= 0:
+            _raise_out_of_bounds(t, pos, C, ignore_index)
+        loss = _reduce.finish(reduction, out, total, denominator, dtype, loss_shape)
+        return (loss, grad.reshape(np.shape(input))) if return_grad else loss
     if probs:
         if ignore_index >= 0:
             raise ValueError("ignore_index is not supported for floating point target")

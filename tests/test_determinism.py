@@ -38,3 +38,26 @@ def test_bitwise_identical_for_any_thread_count():
     digests = {threads: _digest(threads) for threads in (1, 2, 3)}
     assert len(set(digests.values())) == 1, digests
     assert _digest(2) == digests[2]  # and from run to run (this run loads the on-disk cache)
+
+
+def test_serial_and_parallel_kernels_agree_bitwise(monkeypatch):
+    """Small inputs take serial kernels (and a fused small path); forcing the parallel ones changes no bit."""
+    import numbaloss
+    from numbaloss import _jit
+
+    rng = np.random.default_rng(0)
+    cases = [
+        ("cross_entropy", rng.standard_normal((300, 7)).astype(np.float32), rng.integers(0, 7, 300), {"label_smoothing": 0.1}),
+        ("cross_entropy", rng.standard_normal((20, 300)), rng.integers(0, 300, 20), {"weight": rng.random(300)}),
+        ("nll_loss", rng.standard_normal((300, 7)), rng.integers(0, 7, 300), {}),
+        ("binary_cross_entropy_with_logits", rng.standard_normal(5000).astype(np.float32), rng.random(5000).astype(np.float32), {}),
+    ]
+    for name, x, t, kw in cases:
+        fn = getattr(numbaloss, name)
+        for reduction in ("mean", "none"):
+            small = fn(x, t, reduction=reduction, return_grad=True, **kw)
+            monkeypatch.setattr(_jit, "PARALLEL_MIN_WORK", 0)
+            big = fn(x, t, reduction=reduction, return_grad=True, **kw)
+            monkeypatch.undo()
+            for a, b in zip(small, big):
+                assert np.asarray(a).tobytes() == np.asarray(b).tobytes(), (name, reduction)

@@ -192,3 +192,9 @@ def test_errors_leave_inputs_untouched():
         numbaloss.cross_entropy(x, t, return_grad=True)
     np.testing.assert_array_equal(x, X)
     np.testing.assert_array_equal(t, [0, 1, 9, 3])
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_grad_output_without_return_grad(name):
+    with pytest.raises(ValueError, match="grad_output is only used with return_grad=True"):
+        LOSSES[name][0](*_args(name), grad_output=2.0)

@@ -1,0 +1,75 @@
+"""asv benchmarks: every loss x (forward, forward+gradient) x float32/float64 x small/medium/large.
+
+Run offline in the current environment (nothing is built):
+
+    cd asv_benchmarks && asv machine --yes && asv run --python=same
+
+``setup`` calls each loss once, so JIT compilation (or the cache load) is never timed.
+"""
+
+import numpy as np
+
+import numbaloss
+
+SIZES = {"small": 64, "medium": 1 << 16, "large": 1 << 22}  # elements of the input
+CLASSES = {"small": 10, "medium": 1000, "large": 32000}
+
+
+def _inputs(loss, size, dtype):
+    rng = np.random.default_rng(0)
+    n = SIZES[size]
+    if loss in ("cross_entropy", "nll_loss"):
+        c = CLASSES[size]
+        rows = max(1, n // c)
+        x = rng.standard_normal((rows, c)).astype(dtype)
+        return x, rng.integers(0, c, rows)
+    if loss == "binary_cross_entropy":
+        return rng.random(n).astype(dtype), rng.random(n).astype(dtype)
+    return rng.standard_normal(n).astype(dtype), rng.random(n).astype(dtype)
+
+
+class Losses:
+    params = (
+        ["cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"],
+        ["forward", "forward+gradient"],
+        ["float32", "float64"],
+        list(SIZES),
+    )
+    param_names = ["loss", "mode", "dtype", "size"]
+
+    def setup(self, loss, mode, dtype, size):
+        self.fn = getattr(numbaloss, loss)
+        self.x, self.t = _inputs(loss, size, np.dtype(dtype))
+        self.grad = mode == "forward+gradient"
+        self.fn(self.x, self.t, return_grad=self.grad)  # warm the JIT / cache
+
+    def time_loss(self, loss, mode, dtype, size):
+        self.fn(self.x, self.t, return_grad=self.grad)
+
+
+class CrossEntropyOptions:
+    """The options that change the kernel path: weights, smoothing, probabilities, K-dim."""
+
+    params = [["weight", "label_smoothing", "probabilities", "kdim"]]
+    param_names = ["option"]
+
+    def setup(self, option):
+        rng = np.random.default_rng(0)
+        self.kw = {}
+        if option == "kdim":
+            self.x = rng.standard_normal((8, 21, 128, 128)).astype(np.float32)
+            self.t = rng.integers(0, 21, (8, 128, 128))
+        else:
+            self.x = rng.standard_normal((4096, 1000)).astype(np.float32)
+            self.t = rng.integers(0, 1000, 4096)
+            if option == "weight":
+                self.kw["weight"] = rng.random(1000).astype(np.float32)
+            elif option == "label_smoothing":
+                self.kw["label_smoothing"] = 0.1
+            else:
+                p = rng.random(self.x.shape).astype(np.float32)
+                self.t = p / p.sum(axis=1, keepdims=True)
+        numbaloss.cross_entropy(self.x, self.t, return_grad=True, **self.kw)
+
+    def time_forward_and_gradient(self, option):
+        numbaloss.cross_entropy(self.x, self.t, return_grad=True, **self.kw)

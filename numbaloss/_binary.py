@@ -158,9 +158,9 @@ def _binary(input, target, weight, pos_weight, reduction, return_grad, grad_outp
     _reduce.check_reduction(reduction)
     backend = backend_of(input, ("target", target), ("weight", weight), ("pos_weight", pos_weight))
     if backend == "cuda":
-        from . import _cuda_dispatch
+        from . import _binary_cuda
 
-        _cuda_dispatch.unavailable()
+        return _binary_cuda.run(input, target, weight, pos_weight, reduction, return_grad, grad_output, logits)
     x = host_array(input, "input")
     t = host_array(target, "target")
     dtype = float_dtype(x.dtype)

@@ -22,7 +22,7 @@ from . import _math as M
 from . import _reduce
 from ._dispatch import backend_of, host_array, host_param
 from . import _jit
-from ._jit import kernel, serial
+from ._jit import kernel, scalar, serial
 from ._validate import (
     check_class_weight,
     check_ignore_index,
@@ -34,7 +34,12 @@ from ._validate import (
 
 # --------------------------------------------------------------------------- rows
 def _row(a, n, s):
-    """Row ``(n, s)`` of a 2-d ``(N, C)`` or 3-d ``(N, C, S)`` array as a 1-d view."""
+    """Row ``(n, s)`` of a 2-d ``(N, C)`` or 3-d ``(N, C, S)`` array as a 1-d view.
+
+    Compiled code uses the overload below; this body serves interpreted callers
+    (the CUDA simulator runs kernels as Python).
+    """
+    return a[n] if a.ndim == 2 else a[n, :, s]
 
 
 @overload(_row, inline="always")
@@ -168,12 +173,17 @@ def _class_targets(target, ignore_index, n_classes, w):
     return cls, denominator
 
 
-def _flat_targets(target, ignore_index):
-    """Targets as a flat contiguous array, and ``ignore_index`` in their dtype (or a flag that none can match)."""
-    flat = target.reshape(-1) if target.flags.c_contiguous else np.ascontiguousarray(target).reshape(-1)
-    lo, hi = _int_range(flat.dtype)
+def _ignore_value(dtype, ignore_index):
+    """``ignore_index`` in the targets' dtype, and whether any target of that dtype can equal it."""
+    lo, hi = _int_range(np.dtype(dtype))
     has_ignore = lo <= ignore_index <= hi
-    return flat, flat.dtype.type(ignore_index if has_ignore else 0), has_ignore
+    return np.dtype(dtype).type(ignore_index if has_ignore else 0), has_ignore
+
+
+def _flat_targets(target, ignore_index):
+    """Targets as a flat contiguous array, with :func:`_ignore_value`."""
+    flat = target.reshape(-1) if target.flags.c_contiguous else np.ascontiguousarray(target).reshape(-1)
+    return (flat,) + _ignore_value(flat.dtype, ignore_index)
 
 
 def _raise_out_of_bounds(target, pos, n_classes, ignore_index):
@@ -202,6 +212,31 @@ def _or_empty(a, dtype):
 
 
 # ------------------------------------------------------------------ row kernels
+# ------------------------------------------------- per-row scalar formulas
+# Written once, used by the row kernel, the tile kernel and the CUDA kernels.
+@scalar
+def class_row_loss(ls, target_gap, gap_sum, wy, eps, b, w_total):
+    """Loss of a class-target row and its ``Q = sum_c q_c``.
+
+    ``ls = log sum_c exp(x_c - m)``, ``target_gap = m - x_y``, ``gap_sum =
+    sum_c w_c (m - x_c)`` (read only when ``eps > 0``: at 0 it would turn masked
+    logits' ``0 * inf`` into NaN), ``b = eps / C``.  Torch's
+    ``(1 - eps) nll + eps / C * smooth`` is ``(1 - eps) w_y (ls + m - x_y) +
+    b (W ls + sum_c w_c (m - x_c))``.
+    """
+    loss = (1.0 - eps) * wy * (ls + target_gap)
+    if eps > 0.0:
+        loss += b * (w_total * ls + gap_sum)
+    return loss, (1.0 - eps) * wy + b * w_total
+
+
+@scalar
+def class_target_grad(a, e_y, wy, eps, b):
+    """``Q p_y - q_y`` at the target class with ``a = Q / s``, ``e_y = exp(x_y - m)``:
+    the target's share ``q_y = (b + 1 - eps) w_y`` in one rounding (exact 0 when C == 1)."""
+    return a * e_y - (b * wy + (1.0 - eps) * wy)
+
+
 #: Logits per chunk of the streaming softmax pass: 8 KiB of float32 stay in L1
 #: between the chunk's max and its exponentials.
 CHUNK = 2048
@@ -275,10 +310,8 @@ def _ce_row(xr, y, tr, w, eps, w_total, g, buf, scratch, ref, want_grad):
         g = 1.0  # torch: 0 * softmax, so a NaN anywhere in the row still gives NaN
     else:
         wy = w[y] if has_w else 1.0
-        loss = (1.0 - eps) * wy * (ls + (m - xr[y]))
-        if eps > 0.0:  # skipped at 0: 0 * inf would turn masked logits into NaN
-            loss += b * (w_total * ls + _gap_sum(xr, m, w))
-        q_sum = (1.0 - eps) * wy + b * w_total
+        gap = _gap_sum(xr, m, w) if eps > 0.0 else 0.0
+        loss, q_sum = class_row_loss(ls, m - xr[y], gap, wy, eps, b, w_total)
     if not want_grad:
         return loss
     a = q_sum / s
@@ -306,9 +339,7 @@ def _ce_row(xr, y, tr, w, eps, w_total, g, buf, scratch, ref, want_grad):
             for j in range(bs.size):
                 bs[j] = gc * (f * bs[j] - bc)
     if y >= 0:
-        # the target's share q_y = b w_y + (1 - eps) w_y, in one rounding: exact 0 when C == 1
-        wj = w[y] if has_w else 1.0
-        buf[y] = g * (a * e_y - (b * wj + (1.0 - eps) * wy))
+        buf[y] = g * class_target_grad(a, e_y, wy, eps, b)
     return loss
 
 
@@ -462,11 +493,9 @@ def _ce_tile(xt, y, w, eps, w_total, g, et, want_grad, loss):
             gb[t] = 0.0
             continue
         wy = w[yt] if has_w else 1.0
-        lt = (1.0 - eps) * wy * (ls[t] + (m[t] - xt[yt, t]))
-        if eps > 0.0:
-            lt += b * (w_total * ls[t] + d[t])
+        lt, q_sum = class_row_loss(ls[t], m[t] - xt[yt, t], d[t], wy, eps, b, w_total)
         loss[t] = lt
-        ga[t] = gt_ * (((1.0 - eps) * wy + b * w_total) / s[t])
+        ga[t] = gt_ * (q_sum / s[t])
         gb[t] = gt_ * b
     if not want_grad:
         return
@@ -481,11 +510,10 @@ def _ce_tile(xt, y, w, eps, w_total, g, et, want_grad, loss):
     for t in range(T):
         yt = y[t]
         if yt >= 0:
-            # the target's share in one rounding, as in _ce_row
             wy = w[yt] if has_w else 1.0
             gt_ = g[t] if g.size > 1 else g[0]
             q_sum = (1.0 - eps) * wy + b * w_total
-            et[yt, t] = gt_ * ((q_sum / s[t]) * ey[t] - (b * wy + (1.0 - eps) * wy))
+            et[yt, t] = gt_ * class_target_grad(q_sum / s[t], ey[t], wy, eps, b)
 
 
 @kernel
@@ -583,13 +611,7 @@ def _nll_kernel(x, cls, w, gscale, gstride, out, grad, partials, rpb, S):
 
 # ------------------------------------------------------------------ public API
 def _prepare(input, target, weight, reduction, loss):
-    """Shared front half of cross_entropy / nll_loss: checks, layout, CPU arrays."""
-    _reduce.check_reduction(reduction)
-    backend = backend_of(input, ("target", target), ("weight", weight))
-    if backend == "cuda":
-        from . import _cuda_dispatch
-
-        _cuda_dispatch.unavailable()
+    """Shared front half of cross_entropy / nll_loss on the CPU: checks, layout, host arrays."""
     x = host_array(input, "input")
     t = host_array(target, "target")
     dtype = float_dtype(x.dtype)
@@ -668,6 +690,13 @@ def cross_entropy(
         >>> grad.round(4)
         array([[-0.2144,  0.1753,  0.0391]], dtype=float32)
     """
+    _reduce.check_reduction(reduction)
+    if backend_of(input, ("target", target), ("weight", weight)) == "cuda":
+        from . import _classification_cuda
+
+        return _classification_cuda.cross_entropy(
+            input, target, weight, ignore_index, reduction, label_smoothing, return_grad, grad_output
+        )
     x, t, w, N, C, S, loss_shape, probs, dtype = _prepare(input, target, weight, reduction, "cross_entropy")
     eps = check_label_smoothing(label_smoothing)
     ignore_index = check_ignore_index(ignore_index)
@@ -737,6 +766,11 @@ def nll_loss(
         >>> round(float(numbaloss.nll_loss(logp, np.array([1]))), 4)
         1.6094
     """
+    _reduce.check_reduction(reduction)
+    if backend_of(input, ("target", target), ("weight", weight)) == "cuda":
+        from . import _classification_cuda
+
+        return _classification_cuda.nll_loss(input, target, weight, ignore_index, reduction, return_grad, grad_output)
     x, t, w, N, C, S, loss_shape, _, dtype = _prepare(input, target, weight, reduction, "nll_loss")
     ignore_index = check_ignore_index(ignore_index)
     M = N * S

@@ -13,17 +13,24 @@ def is_device_array(a):
 
 
 def backend_of(input, *others):
-    """``"cuda"`` if ``input`` lives on a GPU, else ``"cpu"``; mixed host/device arrays are an error."""
+    """``"cuda"`` if ``input`` lives on a GPU, else ``"cpu"``.
+
+    ``others`` are ``(name, array)`` pairs.  The target must live where the
+    input lives (TypeError naming both otherwise).  Parameters (``weight``,
+    ``pos_weight``) of a GPU input may be host arrays, copied once; device
+    parameters of a host input are an error.
+    """
     on_device = is_device_array(input)
     for name, a in others:
-        if a is None or not (is_device_array(a) or hasattr(a, "__array__") or isinstance(a, np.ndarray)):
+        if a is None or not is_device_array(a) and not (hasattr(a, "__array__") or isinstance(a, np.ndarray)):
             continue
-        if is_device_array(a) != on_device:
-            where = ("a CUDA device array", "a host array")
-            raise TypeError(
-                f"input is {where[not on_device]} ({type(input).__name__}) but {name} is "
-                f"{where[on_device]} ({type(a).__name__}); move both to the same device"
-            )
+        if is_device_array(a) == on_device or (on_device and name != "target"):
+            continue
+        where = ("a CUDA device array", "a host array")
+        raise TypeError(
+            f"input is {where[not on_device]} ({type(input).__name__}) but {name} is "
+            f"{where[on_device]} ({type(a).__name__}); move both to the same device"
+        )
     return "cuda" if on_device else "cpu"
 
 

@@ -26,7 +26,7 @@ _COMMON = dict(cache=True, fastmath=set(FASTMATH), error_model="numpy", nogil=Tr
 #: Below this many input elements a kernel runs serially: waking Numba's
 #: thread pool costs tens of microseconds, more than a small loss takes.
 #: Chosen by measurement (``python -m numbaloss.bench`` prints the crossover).
-PARALLEL_MIN_WORK = 1 << 15
+PARALLEL_MIN_WORK = 1 << 14
 
 
 class Kernel:

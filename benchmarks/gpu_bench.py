@@ -1,0 +1,109 @@
+"""numbaloss vs torch.nn.functional on a CUDA device: correctness and speed (run by gpu_check.sh).
+
+Times with CUDA events, best of repeats, inputs as torch CUDA tensors (zero-copy
+into numbaloss).  Bandwidth figures count the bytes each call must move; the
+reference is a measured device-to-device copy.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import numbaloss
+
+dev = torch.device("cuda")
+
+
+def cuda_time(fn, repeats=20):
+    fn()
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(repeats):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        best = min(best, a.elapsed_time(b) / 1e3)
+    return best
+
+
+def copy_bandwidth():
+    x = torch.empty(1 << 28, dtype=torch.float32, device=dev)
+    y = torch.empty_like(x)
+    return 2 * x.numel() * 4 / cuda_time(lambda: y.copy_(x))
+
+
+def check(name, ours, theirs, rtol=2e-5):
+    ours = torch.as_tensor(ours, device=dev).double()
+    theirs = theirs.double()
+    scale = theirs.abs().max().clamp_min(1e-30)
+    err = ((ours - theirs).abs() / (theirs.abs() * rtol + 2e-6 * scale)).max().item()
+    status = "ok" if err <= 1 else "MISMATCH"
+    print(f"| {name} | {status} | {err:.3f} |")
+    return status == "ok"
+
+
+def main():
+    print(f"# numbaloss on {torch.cuda.get_device_name()}\n")
+    bw = copy_bandwidth()
+    print(f"measured device-to-device copy bandwidth: {bw / 1e9:.0f} GB/s (bytes read + written)\n")
+    torch.manual_seed(0)
+    print("| correctness check | status | max error / tolerance |\n|---|---|---:|")
+    ok = True
+    for (n, c) in ((8192, 32000), (4096, 128000)):
+        x = torch.randn(n, c, device=dev)
+        y = torch.randint(0, c, (n,), device=dev)
+        xx = x.clone().requires_grad_()
+        tl = F.cross_entropy(xx, y)
+        tl.backward()
+        loss, grad = numbaloss.cross_entropy(x, y, return_grad=True)
+        ok &= check(f"cross_entropy {n}x{c} loss", loss, tl.detach())
+        ok &= check(f"cross_entropy {n}x{c} grad", grad, xx.grad)
+    for name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
+        n = 1 << 26
+        x = torch.rand(n, device=dev) if name == "binary_cross_entropy" else torch.randn(n, device=dev)
+        t = torch.rand(n, device=dev)
+        xx = x.clone().requires_grad_()
+        tl = getattr(F, name)(xx, t)
+        tl.backward()
+        loss, grad = getattr(numbaloss, name)(x, t, return_grad=True)
+        ok &= check(f"{name} 2^26 loss", loss, tl.detach())
+        ok &= check(f"{name} 2^26 grad", grad, xx.grad)
+    print(f"\nall correct: {ok}\n")
+
+    print("| workload (float32) | numbaloss ms | torch ms | speedup | GB/s | % of copy BW |\n|---|---:|---:|---:|---:|---:|")
+    for (n, c) in ((8192, 32000), (4096, 128000)):
+        x = torch.randn(n, c, device=dev)
+        y = torch.randint(0, c, (n,), device=dev)
+        t_ours = cuda_time(lambda: numbaloss.cross_entropy(x, y))
+        t_torch = cuda_time(lambda: F.cross_entropy(x, y))
+        nbytes = x.numel() * 4
+        print(f"| cross_entropy fwd {n}x{c} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x | {nbytes / t_ours / 1e9:.0f} | {100 * nbytes / t_ours / bw:.0f}% |")
+
+        def torch_fb():
+            xx = x.detach().requires_grad_()
+            F.cross_entropy(xx, y).backward()
+
+        t_ours = cuda_time(lambda: numbaloss.cross_entropy(x, y, return_grad=True))
+        t_torch = cuda_time(torch_fb)
+        nbytes = 3 * x.numel() * 4
+        print(f"| cross_entropy fwd+grad {n}x{c} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x | {nbytes / t_ours / 1e9:.0f} | {100 * nbytes / t_ours / bw:.0f}% |")
+    for name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
+        n = 1 << 26
+        x = torch.rand(n, device=dev) if name == "binary_cross_entropy" else torch.randn(n, device=dev)
+        t = torch.rand(n, device=dev)
+        fn = getattr(numbaloss, name)
+        tf = getattr(F, name)
+        t_ours = cuda_time(lambda: fn(x, t))
+        t_torch = cuda_time(lambda: tf(x, t))
+        nbytes = 2 * n * 4
+        print(f"| {name} 2^26 | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x | {nbytes / t_ours / 1e9:.0f} | {100 * nbytes / t_ours / bw:.0f}% |")
+    small = torch.randn(64, 10, device=dev)
+    ys = torch.randint(0, 10, (64,), device=dev)
+    print(f"\nper-call overhead, cross_entropy 64x10: numbaloss {cuda_time(lambda: numbaloss.cross_entropy(small, ys)) * 1e6:.0f} us, "
+          f"torch {cuda_time(lambda: F.cross_entropy(small, ys)) * 1e6:.0f} us")
+
+
+if __name__ == "__main__":
+    main()

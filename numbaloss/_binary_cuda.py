@@ -1,0 +1,118 @@
+"""CUDA kernel for ``binary_cross_entropy`` and ``binary_cross_entropy_with_logits``.
+
+Fixed chunks of ``CHUNK`` elements per block (threads stride inside the chunk),
+the scalar formulas of ``_binary`` per element, and a fixed shared-memory tree
+per block for the partial sums; ``_cuda.sum_partials`` finishes on the device.
+BCE inputs outside [0, 1] are recorded in the error buffer (integer
+``atomic.min``) and raised on the host after the kernel, as on the CPU.
+"""
+
+import numpy as np
+from numba import cuda, float64
+
+from . import _cuda
+from ._binary import bce_grad, bce_logits_grad, bce_logits_value, bce_value
+from ._classification_cuda import _grad_scale
+from ._cuda import TPB, block_sum
+from ._validate import broadcast_shape, check_same_shape, float_dtype
+
+
+@cuda.jit
+def _binary_cuda(x, t, w, pw, logits, gscale, gstride, denom, is_mean, out, grad, part, err):
+    sm = cuda.shared.array(TPB, float64)
+    tid = cuda.threadIdx.x
+    lo = cuda.blockIdx.x * _cuda.CHUNK
+    hi = min(lo + _cuda.CHUNK, x.size)
+    has_w = w.size > 0
+    has_pw = pw.size > 0
+    acc = 0.0
+    g = gscale[0]
+    if is_mean:
+        g = g / denom[0]
+    for i in range(lo + tid, hi, TPB):
+        xi = x[i]
+        ti = t[i]
+        wi = w[i] if has_w else 1.0
+        pwi = pw[i] if has_pw else 1.0
+        if logits:
+            loss = bce_logits_value(xi, ti, pwi) * wi
+        else:
+            if not (xi >= 0.0 and xi <= 1.0):
+                cuda.atomic.min(err, 0, i)
+            loss = bce_value(xi, ti) * wi
+        acc += loss
+        if out.size > 0:
+            out[i] = loss
+        if grad.size > 0:
+            gi = gscale[i] if gstride else g
+            if logits:
+                grad[i] = bce_logits_grad(xi, ti, pwi) * wi * gi
+            else:
+                grad[i] = bce_grad(xi, ti) * wi * gi
+    sm[tid] = acc
+    block_sum(sm, tid)
+    if tid == 0:
+        part[cuda.blockIdx.x] = sm[0]
+
+
+def _flat_param(p, name, dtype, shape):
+    """weight / pos_weight broadcast to the input's shape, flat, on the device."""
+    if p is None:
+        return _cuda.empty(0, dtype)
+    if hasattr(p, "__cuda_array_interface__") or hasattr(p, "__cuda_ndarray__"):
+        d = _cuda.device_view(p, name)
+        broadcast_shape(d.shape, shape, name)
+        if tuple(d.shape) != tuple(shape):
+            # broadcasting on the device is not implemented: one small host round trip for the parameter
+            p = d.copy_to_host()
+        else:
+            return _cuda.device_param(d, name, dtype).reshape(int(np.prod(shape)))
+    host = np.asarray(p)
+    broadcast_shape(host.shape, shape, name)
+    return _cuda.device_param(np.broadcast_to(host, shape).reshape(-1), name, dtype)
+
+
+def run(input, target, weight, pos_weight, reduction, return_grad, grad_output, logits):
+    fam = _cuda.family(input)
+    x = _cuda.prepare_input(input, "input")
+    t = _cuda.prepare_input(target, "target")
+    dtype = float_dtype(x.dtype)
+    check_same_shape(x.shape, t.shape)
+    if np.dtype(t.dtype) != dtype:
+        raise TypeError(f"target on the device must have the input's dtype {dtype}, got {np.dtype(t.dtype)}")
+    shape = tuple(x.shape)
+    M = int(np.prod(shape))
+    for a, name in ((x, "input"), (t, "target")):
+        if len(shape) > 1 and not a.is_c_contiguous():
+            raise ValueError(f"{name}: non-contiguous Numba device arrays are not supported here; pass a contiguous array")
+    xf = x.reshape(M) if x.ndim != 1 else x
+    tf = t.reshape(M) if t.ndim != 1 else t
+    w = _flat_param(weight, "weight", dtype, shape)
+    pw = _flat_param(pos_weight, "pos_weight", dtype, shape)
+    gscale, gstride = _grad_scale(reduction, grad_output, shape, return_grad)
+    out = _cuda.empty(M if reduction == "none" else 0, dtype)
+    grad = _cuda.empty(M if return_grad else 0, dtype)
+    nb = _cuda.grid_blocks(M, _cuda.CHUNK)
+    part = _cuda.empty(nb, np.float64)
+    err = _cuda.error_buffer(M)
+    denom = _cuda.host_scalar_on_device(M)
+    if M:
+        _binary_cuda[nb, TPB](xf, tf, w, pw, logits, gscale, gstride, denom, reduction == "mean", out, grad, part, err)
+    else:
+        part = _cuda.empty(1, np.float64)
+        part.copy_to_device(np.zeros(1))
+    if not logits:
+        pos = _cuda.first_error(err, M)
+        if pos >= 0:
+            value = xf[pos : pos + 1].copy_to_host()[0]
+            raise ValueError(
+                f"all elements of input should be between 0 and 1; input{[int(i) for i in np.unravel_index(pos, shape)]} "
+                f"= {value}"
+            )
+    if reduction == "none":
+        result = _cuda.wrap(out.reshape(shape), fam)
+    else:
+        result = _cuda.wrap(_cuda.sum_partials(part, denom, reduction == "mean", dtype), fam)
+    if return_grad:
+        return result, _cuda.wrap(grad.reshape(shape), fam)
+    return result

@@ -1,0 +1,153 @@
+"""The CUDA backend: the same cases as the CPU path, on Numba's simulator in CI or on a real GPU.
+
+conftest.py turns the simulator on when no NVIDIA driver is present, so these run
+everywhere.  Simulator shapes stay small: every simulated thread is a Python thread.
+"""
+
+import numpy as np
+import pytest
+from numba import config
+
+import numbaloss
+from tests.cases import binary_case, class_case
+from tests.conftest import LOSSES, assert_close, needs_torch, run_torch, torch_error_scale
+
+cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+# The simulator executes kernel arithmetic with NumPy scalars, which warn where a GPU silently
+# produces IEEE inf/NaN (0/0 for an all-ignored mean, exp(NaN)); the values are still checked.
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+SIM = bool(config.ENABLE_CUDASIM)
+on_sim = pytest.mark.skipif(not SIM, reason="simulator-only check")
+
+
+def to_dev(a):
+    a = np.asarray(a)
+    return cuda.to_device(a if a.flags.c_contiguous else a.copy())
+
+
+def host(a):
+    return a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a)
+
+
+# Kept small: the simulator is slow.  Each option family and layout appears once.
+CLASS_CASES = [
+    (name, shape, option)
+    for name in ("cross_entropy", "nll_loss")
+    for shape in [(5, 7), (3,), (2, 4, 3), (0, 4)]
+    for option in (["plain", "weight_ignore_smooth", "prob_weight_smooth"] if name == "cross_entropy" else ["plain", "weight", "ignore_valid_class"])
+]
+BINARY_CASES = [
+    (name, shape, option)
+    for name in ("binary_cross_entropy", "binary_cross_entropy_with_logits")
+    for shape in [(37,), (3, 5)]
+    for option in (["plain", "weight_full"] if name == "binary_cross_entropy" else ["plain", "both"])
+]
+
+
+def _make(name, shape, option, dtype, rng):
+    if name in ("cross_entropy", "nll_loss"):
+        return class_case(name, shape, dtype, option, rng)
+    return binary_case(name, shape, dtype, option, rng)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("case", CLASS_CASES + BINARY_CASES, ids=lambda c: f"{c[0]}-{'x'.join(map(str, c[1]))}-{c[2]}")
+def test_device_matches_cpu(case, reduction, dtype):
+    name, shape, option = case
+    rng = np.random.default_rng(len(shape) * 7 + len(option))
+    x, t, kwargs = _make(name, shape, option, dtype, rng)
+    fn = LOSSES[name][0]
+    want, want_grad = fn(x, t, reduction=reduction, return_grad=True, **kwargs)
+    # a full-shape weight travels as a device array (of the input's dtype); other parameters stay on the host
+    dev_kwargs = {k: (to_dev(v.astype(dtype)) if k == "weight" and option.endswith("full") else v) for k, v in kwargs.items()}
+    loss, grad = fn(to_dev(x), to_dev(t), reduction=reduction, return_grad=True, **dev_kwargs)
+    assert hasattr(loss, "copy_to_host") and hasattr(grad, "copy_to_host")  # Numba device arrays in, device arrays out
+    assert host(loss).dtype == dtype and host(grad).dtype == dtype
+    assert_close(host(loss), want, dtype)
+    assert_close(host(grad), want_grad, dtype)
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_device_matches_torch_edge_values(dtype):
+    inf, nan = np.inf, np.nan
+    x = np.array([[0.0, -inf, 1.0, 2.0], [nan, 1.0, 2.0, 0.0], [-inf, -inf, -inf, -inf], [1e4, -1e4, 0.0, 3.0]], dtype)
+    t = np.array([0, 1, 2, 3])
+    for kw in ({}, {"label_smoothing": 0.1}):
+        loss, grad = numbaloss.cross_entropy(to_dev(x), to_dev(t), reduction="none", return_grad=True, **kw)
+        tl, tg = run_torch("cross_entropy", x, t, dict(kw, reduction="none"))
+        assert_close(host(loss), tl, dtype)
+        assert_close(host(grad), tg, dtype)
+    xb = np.array([1e4, -1e4, 0.5, nan], dtype)
+    tb = np.array([0.0, 1.0, 0.3, 1.0], dtype)
+    loss, grad = numbaloss.binary_cross_entropy_with_logits(to_dev(xb), to_dev(tb), reduction="none", return_grad=True)
+    tl, tg = run_torch("binary_cross_entropy_with_logits", xb, tb, {"reduction": "none"})
+    ls, gs = torch_error_scale("binary_cross_entropy_with_logits", xb, {"reduction": "none"})
+    assert_close(host(loss), tl, dtype, scale=ls)
+    assert_close(host(grad), tg, dtype, scale=gs)
+
+
+def test_out_of_bounds_target_uses_the_error_buffer():
+    x = to_dev(np.zeros((4, 3)))
+    for bad in (3, -2, 100):
+        t = np.array([0, 1, bad, 2])
+        with pytest.raises(IndexError, match=rf"^Target {bad} is out of bounds\. \(at target index \(2,\)"):
+            numbaloss.cross_entropy(x, to_dev(t))
+        with pytest.raises(IndexError, match=rf"^Target {bad} is out of bounds\."):
+            numbaloss.nll_loss(x, to_dev(t), return_grad=True)
+
+
+def test_bce_range_error_on_device():
+    p = np.array([0.2, 1.5, 0.3])
+    with pytest.raises(ValueError, match=r"all elements of input should be between 0 and 1; input\[1\] = 1.5"):
+        numbaloss.binary_cross_entropy(to_dev(p), to_dev(np.zeros(3)))
+
+
+def test_mixed_host_and_device_is_a_type_error():
+    with pytest.raises(TypeError, match="input is a CUDA device array .* but target is a host array"):
+        numbaloss.cross_entropy(to_dev(np.zeros((2, 3))), np.array([0, 1]))
+    with pytest.raises(TypeError, match="input is a host array .* but target is a CUDA device array"):
+        numbaloss.binary_cross_entropy(np.zeros(3), to_dev(np.zeros(3)))
+    with pytest.raises(TypeError, match="but weight is a CUDA device array"):
+        numbaloss.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), weight=to_dev(np.ones(3)))
+
+
+def test_host_weight_with_device_input_is_copied_once():
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    t = np.array([0, 2, 1, 1])
+    w = np.array([1.0, 2.0, 0.5])
+    got = host(numbaloss.cross_entropy(to_dev(x), to_dev(t), weight=w))
+    assert_close(got, numbaloss.cross_entropy(x, t, weight=w), np.float64)
+
+
+def test_inputs_are_not_modified_and_results_are_deterministic():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 40)).astype(np.float32)
+    t = rng.integers(0, 40, 6)
+    dx, dt = to_dev(x), to_dev(t)
+    a = numbaloss.cross_entropy(dx, dt, return_grad=True, label_smoothing=0.1)
+    b = numbaloss.cross_entropy(dx, dt, return_grad=True, label_smoothing=0.1)
+    np.testing.assert_array_equal(host(dx), x)
+    np.testing.assert_array_equal(host(dt), t)
+    for u, v in zip(a, b):
+        assert host(u).tobytes() == host(v).tobytes()
+
+
+def test_device_validation_matches_cpu():
+    x = to_dev(np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="is not a valid value for reduction"):
+        numbaloss.cross_entropy(x, to_dev(np.array([0, 1])), reduction="avg")
+    with pytest.raises(ValueError, match="label_smoothing must be between 0.0 and 1.0"):
+        numbaloss.cross_entropy(x, to_dev(np.array([0, 1])), label_smoothing=2.0)
+    with pytest.raises(TypeError, match="input must be float32 or float64, got int64"):
+        numbaloss.cross_entropy(to_dev(np.zeros((2, 3), np.int64)), to_dev(np.array([0, 1])))
+    with pytest.raises(ValueError, match="weight should be defined either for all 3 classes"):
+        numbaloss.cross_entropy(x, to_dev(np.array([0, 1])), weight=np.ones(4))
+    with pytest.raises(TypeError, match="weight on the device must have the input's dtype float32, got float64"):
+        numbaloss.cross_entropy(x, to_dev(np.array([0, 1])), weight=to_dev(np.ones(3)))
+
+
+@on_sim
+def test_simulator_is_what_runs_here():
+    assert SIM and not numbaloss._dispatch.is_device_array(np.zeros(1))

@@ -39,9 +39,8 @@ def _pow2_f32(n):
 
 
 @scalar
-def exp_f32(x):
-    """``e**x`` for float32 ``x``; at most 1 ulp from the correctly rounded result on normal outputs."""
-    # out-of-range x make n's int conversion meaningless; the selects at the end replace those lanes
+def _exp_reduce_f32(x):
+    """``(n, p)`` with ``e**x = p * 2**n``: Cody-Waite reduction, then Cephes' degree-6 polynomial."""
     n = np.floor(x * np.float32(_LOG2E) + np.float32(0.5))
     r = x - n * np.float32(_LN2_HI)
     r = r - n * np.float32(_LN2_LO)
@@ -52,6 +51,14 @@ def exp_f32(x):
     p = p * r + np.float32(1.6666665459e-1)
     p = p * r + np.float32(5.0000001201e-1)
     p = p * (r * r) + r + np.float32(1.0)
+    return n, p
+
+
+@scalar
+def exp_f32(x):
+    """``e**x`` for float32 ``x``; at most 1 ulp from the correctly rounded result on normal outputs."""
+    # out-of-range x make n's int conversion meaningless; the selects at the end replace those lanes
+    n, p = _exp_reduce_f32(x)
     a, b = _pow2_f32(np.int32(n))
     y = p * a * b
     y = np.float32(np.inf) if x > np.float32(88.72283935546875) else y
@@ -104,16 +111,7 @@ def exp_neg_f32(x):
     result is flushed to 0, which cannot change a softmax sum that is >= 1.
     Positive ``x`` is not supported (it would overflow the exponent field).
     """
-    n = np.floor(x * np.float32(_LOG2E) + np.float32(0.5))
-    r = x - n * np.float32(_LN2_HI)
-    r = r - n * np.float32(_LN2_LO)
-    p = np.float32(1.9875691500e-4)
-    p = p * r + np.float32(1.3981999507e-3)
-    p = p * r + np.float32(8.3334519073e-3)
-    p = p * r + np.float32(4.1665795894e-2)
-    p = p * r + np.float32(1.6666665459e-1)
-    p = p * r + np.float32(5.0000001201e-1)
-    p = p * (r * r) + r + np.float32(1.0)
+    n, p = _exp_reduce_f32(x)
     y = np.int32(np.float32(p).view(np.int32) + (np.int32(n) << np.int32(23))).view(np.float32)
     y = np.float32(0.0) if x < np.float32(-87.0) else y
     return x if x != x else y
@@ -129,8 +127,8 @@ def _pow2_f64(n):
 
 
 @scalar
-def exp_f64(x):
-    """``e**x`` for float64 ``x`` (Cephes ``exp``: Pade form, ~1 ulp)."""
+def _exp_reduce_f64(x):
+    """``(n, p)`` with ``e**x = p * 2**n``: Cody-Waite reduction, then Cephes' Pade form."""
     n = np.floor(x * _LOG2E + 0.5)
     r = x - n * 6.93145751953125e-1
     r = r - n * 1.42860682030941723212e-6
@@ -139,6 +137,13 @@ def exp_f64(x):
     q = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr + 2.27265548208155028766e-1) * rr
     q = q + 2.00000000000000000009e0
     p = 1.0 + 2.0 * (px / (q - px))
+    return n, p
+
+
+@scalar
+def exp_f64(x):
+    """``e**x`` for float64 ``x`` (Cephes ``exp``: Pade form, ~1 ulp)."""
+    n, p = _exp_reduce_f64(x)
     a, b = _pow2_f64(np.int64(n))
     y = p * a * b
     y = np.inf if x > 709.782712893384 else y
@@ -186,14 +191,7 @@ def log_f64(x):
 @scalar
 def exp_neg_f64(x):
     """float64 twin of :func:`exp_neg_f32`: ``e**x`` for ``x <= 0``, flushed to 0 below ``e**-708``."""
-    n = np.floor(x * _LOG2E + 0.5)
-    r = x - n * 6.93145751953125e-1
-    r = r - n * 1.42860682030941723212e-6
-    rr = r * r
-    px = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr + 9.99999999999999999910e-1)
-    q = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr + 2.27265548208155028766e-1) * rr
-    q = q + 2.00000000000000000009e0
-    p = 1.0 + 2.0 * (px / (q - px))
+    n, p = _exp_reduce_f64(x)
     y = np.int64(np.float64(p).view(np.int64) + (np.int64(n) << np.int64(52))).view(np.float64)
     y = 0.0 if x < -708.0 else y
     return x if x != x else y

@@ -18,9 +18,10 @@ dtype (float32 arithmetic stays float32, so it vectorizes twice as wide).
 """
 
 import numpy as np
+from numba import prange
 from numba.extending import overload
 
-from ._jit import scalar
+from ._jit import kernel, scalar
 
 _LOG2E = 1.4426950408889634
 # ln 2 split so that n * _LN2_HI is exact for |n| < 2**11 (Cody-Waite).
@@ -273,3 +274,35 @@ def _like_overload(value, x):
     if dtype == types.float32:
         return lambda value, x: np.float32(value)
     return lambda value, x: np.float64(value)
+
+
+# ------------------------------------------------------- accuracy measurement
+_NAMES = ("exp", "log", "log1p", "exp_neg")
+
+
+@kernel
+def _evaluate(which, a, out):
+    for i in prange(a.size):
+        if which == 0:
+            out[i] = exp(a[i])
+        elif which == 1:
+            out[i] = log(a[i])
+        elif which == 2:
+            out[i] = log1p(a[i])
+        else:
+            out[i] = exp_neg(a[i])
+
+
+def evaluate(name, x):
+    """``name`` ("exp", "log", "log1p" or "exp_neg") applied to ``x`` by compiled code, as the kernels see it."""
+    out = np.empty_like(x)
+    _evaluate(_NAMES.index(name), x, out, work=x.size)
+    return out
+
+
+def ulp_distance(a, b):
+    """Distance in units in the last place between same-dtype float arrays (finite values)."""
+    it = np.int32 if a.dtype == np.float32 else np.int64
+    ia, ib = a.view(it).astype(np.int64), b.view(it).astype(np.int64)
+    lo = np.iinfo(it).min
+    return np.abs(np.where(ia < 0, lo - ia, ia) - np.where(ib < 0, lo - ib, ib))

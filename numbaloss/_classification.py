@@ -384,8 +384,13 @@ def _ce_kernel(x, cls, tgt, w, eps, gscale, gstride, out, grad, partials, rpb, S
 #: 2-d inputs with at most this many classes take the column path: per-row
 #: overheads would dominate rows this short.
 SMALL_C = 64
-#: Samples per class-major tile on the small-input path.
-_SMALL_TILE = 1024
+
+
+@serial
+def _tile_size(n_classes):
+    """Samples per class-major tile: a function of the shape only, shared by the general and the
+    small-input path so both cut the same tiles (and so sum in the same order)."""
+    return max(8, min(1024, _reduce.ROW_WORK // max(n_classes, 1)))
 
 
 def _tile(a, n, s0, s1):
@@ -571,8 +576,9 @@ def _ce_small(x, target, ignore, has_ignore, w, eps, gs, gstride, is_mean, out, 
         return 0.0, denominator, first
     if is_mean:
         gs = gs / denominator
-    partials = np.empty(max(1, -(-x.shape[0] // _SMALL_TILE)))
-    total = _ce_columns_serial(x, cls, w, eps, gs, gstride, out, grad, partials, _SMALL_TILE, 1)
+    tile = _tile_size(x.shape[1])
+    partials = np.empty(max(1, -(-x.shape[0] // tile)))
+    total = _ce_columns_serial(x, cls, w, eps, gs, gstride, out, grad, partials, tile, 1)
     return total, denominator, -1
 
 
@@ -723,7 +729,7 @@ def cross_entropy(
         tgt = _empty(dtype, x.ndim)
     gscale, gstride = _reduce.grad_scale(reduction, grad_output, denominator, loss_shape, return_grad)
     if not probs and (S > 1 or C <= SMALL_C):
-        tile = max(8, min(1024, _reduce.ROW_WORK // max(C, 1)))
+        tile = _tile_size(C)
         span = S if S > 1 else N
         n_tiles = (N if S > 1 else 1) * max(1, -(-span // tile))
         out, grad, partials = _outputs(x, M, reduction, return_grad, n_tiles)

@@ -13,7 +13,7 @@ from numba import cuda, float64
 from . import _cuda
 from ._binary import bce_grad, bce_logits_grad, bce_logits_value, bce_value
 from ._classification_cuda import _grad_scale
-from ._cuda import TPB, block_sum
+from ._cuda import TPB, group_sum
 from ._validate import broadcast_shape, check_same_shape, float_dtype
 
 
@@ -49,10 +49,9 @@ def _binary_cuda(x, t, w, pw, logits, gscale, gstride, denom, is_mean, out, grad
                 grad[i] = bce_logits_grad(xi, ti, pwi) * wi * gi
             else:
                 grad[i] = bce_grad(xi, ti) * wi * gi
-    sm[tid] = acc
-    block_sum(sm, tid)
+    total = group_sum(acc, sm, tid, TPB)
     if tid == 0:
-        part[cuda.blockIdx.x] = sm[0]
+        part[cuda.blockIdx.x] = total
 
 
 def _flat_param(p, name, dtype, shape):

@@ -19,9 +19,12 @@ import numpy as np
 from numba import cuda, float64
 
 from . import _cuda
-from ._classification import _ignore_value, _raise_out_of_bounds, _row, class_row_loss, class_target_grad
-from ._cuda import TPB, block_sum
+from ._classification import _ignore_value, _raise_out_of_bounds, _row, _row_overload, class_row_loss, class_target_grad
+from ._cuda import TPB, group_max_exp, group_sum
+from ._math import like
 from ._validate import check_class_weight, check_ignore_index, check_label_smoothing, class_layout, float_dtype
+
+_cuda.cuda_overload(_row, _row_overload, inline="always")  # a returned view must be inlined on CUDA
 
 
 @cuda.jit
@@ -41,117 +44,113 @@ def _targets_cuda(target, ignore, has_ignore, n_classes, w, cls, part, err):
         else:
             cls[i] = t
             acc += w[t] if w.size > 0 else 1.0
-    sm[tid] = acc
-    block_sum(sm, tid)
+    total = group_sum(acc, sm, tid, TPB)
     if tid == 0:
-        part[cuda.blockIdx.x] = sm[0]
+        part[cuda.blockIdx.x] = total
 
 
-@cuda.jit(device=True)
-def _merge(m1, s1, m2, s2):
-    """Merge two online (max, sum exp(x - max)) pairs; a -inf max contributes nothing, NaN sums stay NaN."""
-    m = m1 if m1 > m2 else m2
-    if m == -math.inf:
-        return m, s1 + s2
-    a = s1 * math.exp(m1 - m) if m1 != -math.inf else s1 * 0.0
-    b = s2 * math.exp(m2 - m) if m2 != -math.inf else s2 * 0.0
-    return m, a + b
+#: Rows of at most this many classes get one warp each (``TPB // 32`` rows per
+#: block, no block barriers); longer rows get a whole block.
+WARP_ROW_MAX_C = 1024
 
 
-@cuda.jit
-def _ce_rows_cuda(x, cls, tgt, w, eps, w_total, gscale, gstride, denom, is_mean, loss_rows, grad, S):
-    """One block per row ``r = (n, s)``; class targets (``cls``) or probabilities (``tgt``)."""
-    sm_m = cuda.shared.array(TPB, float64)
-    sm_s = cuda.shared.array(TPB, float64)
-    sm_q = cuda.shared.array(TPB, float64)
-    tid = cuda.threadIdx.x
-    r = cuda.blockIdx.x
-    n = r // S
-    s_ = r - n * S
-    xr = _row(x, n, s_)
-    C = xr.size
-    probs = cls.size == 0
-    has_w = w.size > 0
-    b = eps / C
-    # online max / sum of exponentials over this thread's share of the row
-    m = -math.inf
-    acc = 0.0
-    for c in range(tid, C, TPB):
-        v = float64(xr[c])
-        if v > m:
-            acc = acc * math.exp(m - v) if m != -math.inf else acc * 0.0
-            m = v
-        if not (v == -math.inf and m == -math.inf):
-            acc += math.exp(v - m)
-    sm_m[tid] = m
-    sm_s[tid] = acc
-    step = TPB // 2
-    while step > 0:
-        cuda.syncthreads()
-        if tid < step:
-            mm, ss = _merge(sm_m[tid], sm_s[tid], sm_m[tid + step], sm_s[tid + step])
-            sm_m[tid] = mm
-            sm_s[tid] = ss
-        step //= 2
-    cuda.syncthreads()
-    m = sm_m[0]
-    ssum = sm_s[0] if m != -math.inf else math.nan  # an all -inf row is NaN, as in torch
-    # Q = sum q_c and D = sum q_c (m - x_c) for probabilities; sum w_c (m - x_c) for smoothing
-    y = -2 if probs else cls[r]
-    q_acc = 0.0
-    d_acc = 0.0
-    tr = _row(tgt, n, s_) if probs else xr  # xr: a same-typed stand-in, never read
-    if probs:
-        for c in range(tid, C, TPB):
-            q = tr[c] * (1.0 - eps) + b
-            if has_w:
-                q *= w[c]
-            q_acc += q
-            d_acc += q * (m - xr[c])
-    elif y >= 0 and eps > 0.0:
-        for c in range(tid, C, TPB):
-            d_acc += (w[c] if has_w else 1.0) * (m - xr[c])
-    cuda.syncthreads()
-    sm_q[tid] = q_acc
-    sm_s[tid] = d_acc
-    block_sum(sm_q, tid)
-    block_sum(sm_s, tid)
-    ls = math.log(ssum)
-    wy = 0.0
-    if probs:
-        q_sum = sm_q[0]
-        loss = q_sum * ls + sm_s[0]
-    elif y < 0:
-        loss = 0.0
+def _make_ce_rows(G):
+    """The cross-entropy row kernel for groups of ``G`` threads per row (``G`` = 32 or ``TPB``)."""
+    ROWS = TPB // G
+
+    @cuda.jit
+    def ce_rows(x, cls, tgt, w, eps, w_total, gscale, gstride, denom, is_mean, loss_rows, grad, S):
+        sm_m = cuda.shared.array(TPB, float64)
+        sm_s = cuda.shared.array(TPB, float64)
+        tid = cuda.threadIdx.x
+        lane = tid % G
+        r = cuda.blockIdx.x * ROWS + tid // G
+        live = r < loss_rows.size
+        if not live:
+            r = loss_rows.size - 1  # spare lanes join the collective reductions, then write nothing
+        n = r // S
+        s_ = r - n * S
+        xr = _row(x, n, s_)
+        C = xr.size
+        probs = cls.size == 0
+        has_w = w.size > 0
+        b = eps / C
+        # Single pass over the logits: each lane keeps an online (max, sum exp(x - max))
+        # in the input's dtype (float32 exps for float32 logits), merged in float64.
+        m = like(-math.inf, xr)
+        acc = like(0.0, xr)
+        for c in range(lane, C, G):
+            v = xr[c]
+            if v > m:
+                acc = acc * math.exp(m - v)
+                m = v
+            if v != -math.inf:  # a -inf logit adds nothing (and -inf - -inf would be NaN)
+                acc += math.exp(v - m)
+        m64, ssum = group_max_exp(m, acc, sm_m, sm_s, tid, G)
+        if m64 == -math.inf:
+            ssum = math.nan  # an all -inf row is NaN, as in torch
+        # Q = sum q_c and D = sum q_c (m - x_c) for probabilities; sum w_c (m - x_c) for smoothing
+        y = -2 if probs else cls[r]
+        tr = _row(tgt, n, s_) if probs else xr  # xr: a same-typed stand-in, never read
         q_sum = 0.0
-    else:
-        wy = w[y] if has_w else 1.0
-        loss, q_sum = class_row_loss(ls, m - xr[y], sm_s[0], wy, eps, b, w_total)
-    if tid == 0:
-        loss_rows[r] = loss
-    if grad.size == 0:
-        return
-    gr = _row(grad, n, s_)
-    g = gscale[r * gstride]
-    if is_mean:
-        g = g / denom[0]
-    a = q_sum / ssum
-    if y == -1:
-        g = 1.0  # ignored row: torch's 0 * softmax, NaN rows stay NaN
-    for c in range(tid, C, TPB):
-        p = math.exp(xr[c] - m)
+        d_sum = 0.0
+        if probs or eps > 0.0:  # the same for every row: the reductions stay collective
+            q_acc = 0.0
+            d_acc = 0.0
+            for c in range(lane, C, G):
+                if probs:
+                    q = tr[c] * (1.0 - eps) + b
+                    if has_w:
+                        q *= w[c]
+                    q_acc += q
+                    d_acc += q * (m64 - xr[c])
+                elif y >= 0:
+                    d_acc += (w[c] if has_w else 1.0) * (m64 - xr[c])
+            q_sum = group_sum(q_acc, sm_m, tid, G)
+            d_sum = group_sum(d_acc, sm_s, tid, G)
+        ls = math.log(ssum)
+        wy = 0.0
         if probs:
-            q = tr[c] * (1.0 - eps) + b
-            if has_w:
-                q *= w[c]
-        elif y >= 0:
-            q = b * (w[c] if has_w else 1.0)
+            loss = q_sum * ls + d_sum
+        elif y < 0:
+            loss = 0.0
+            q_sum = 0.0
         else:
-            q = 0.0
-        gr[c] = g * (a * p - q)
-    cuda.syncthreads()
-    if tid == 0 and y >= 0:
-        gr[y] = g * class_target_grad(a, math.exp(xr[y] - m), wy, eps, b)
+            wy = w[y] if has_w else 1.0
+            loss, q_sum = class_row_loss(ls, m64 - xr[y], d_sum, wy, eps, b, w_total)
+        if live and lane == 0:
+            loss_rows[r] = loss
+        if grad.size == 0 or not live:
+            return
+        # The gradient re-reads the row (from L2 for rows up to a few MB): softmax * Q - q.
+        gr = _row(grad, n, s_)
+        g = gscale[r * gstride]
+        if is_mean:
+            g = g / denom[0]
+        a = q_sum / ssum
+        if y == -1:
+            g = 1.0  # ignored row: torch's 0 * softmax, NaN rows stay NaN
+        mx = like(m64, xr)
+        for c in range(lane, C, G):
+            p = float64(math.exp(xr[c] - mx))
+            if probs:
+                q = tr[c] * (1.0 - eps) + b
+                if has_w:
+                    q *= w[c]
+            elif y >= 0:
+                q = b * (w[c] if has_w else 1.0)
+            else:
+                q = 0.0
+            if c == y:  # the target's own entry, written by the lane that owns it (no barrier needed)
+                gr[c] = g * class_target_grad(a, p, wy, eps, b)
+            else:
+                gr[c] = g * (a * p - q)
+
+    return ce_rows
+
+
+_ce_rows_warp = _make_ce_rows(_cuda.WARP)
+_ce_rows_block = _make_ce_rows(TPB)
 
 
 @cuda.jit
@@ -185,10 +184,9 @@ def _block_partials(values, part):
     acc = 0.0
     for i in range(lo + tid, hi, TPB):
         acc += values[i]
-    sm[tid] = acc
-    block_sum(sm, tid)
+    total = group_sum(acc, sm, tid, TPB)
     if tid == 0:
-        part[cuda.blockIdx.x] = sm[0]
+        part[cuda.blockIdx.x] = total
 
 
 @cuda.jit
@@ -252,7 +250,11 @@ def _run(loss, input, target, weight, ignore_index, reduction, label_smoothing, 
     w_total = float(np.asarray(w.copy_to_host(), np.float64).sum()) if w.size else float(C)
     if M:
         if loss == "cross_entropy":
-            _ce_rows_cuda[M, TPB](x, cls, tgt, w, eps, w_total, gscale, gstride, denom, is_mean, loss_rows, grad, S)
+            if C <= WARP_ROW_MAX_C:
+                kern, grid = _ce_rows_warp, _cuda.grid_blocks(M, TPB // _cuda.WARP)
+            else:
+                kern, grid = _ce_rows_block, M
+            kern[grid, TPB](x, cls, tgt, w, eps, w_total, gscale, gstride, denom, is_mean, loss_rows, grad, S)
         else:
             if return_grad:
                 flatg = grad.reshape(grad.size)

@@ -24,11 +24,45 @@ import math
 import numpy as np
 from numba import config, cuda, float64
 
+from . import _math
+
+
 #: Threads per block of every kernel (a power of two: the tree reductions halve it).
-#: Numba's simulator runs every thread as a Python thread, so it gets small blocks.
-TPB = 32 if config.ENABLE_CUDASIM else 256
+#: Numba's simulator runs every thread as a Python thread, so it gets small blocks
+#: (two warps: enough to exercise the cross-warp step of the reductions).
+TPB = 64 if config.ENABLE_CUDASIM else 256
 #: Elements per block of the elementwise kernels and the target pass.
 CHUNK = TPB * 16
+
+
+def cuda_overload(func, typer, **options):
+    """Register ``typer`` (an ``@overload``-style function) for ``func`` on the CUDA target too.
+
+    Overloads registered with ``numba.extending.overload`` serve the CPU only;
+    kernels here share helpers such as ``_classification._row`` with the CPU
+    kernels, so their typers are registered once more for CUDA.  A no-op on the
+    simulator, which runs the helpers' plain Python bodies.
+    """
+    if not config.ENABLE_CUDASIM:
+        from numba.cuda.extending import overload
+
+        overload(func, target="cuda", **options)(typer)
+
+
+def _libdevice(fn):
+    def typer(x):
+        return lambda x: fn(x)
+
+    return typer
+
+
+# The shared scalar formulas (``_binary.bce_*``, ``_classification.class_row_loss``)
+# call ``_math.exp``/``log``/``log1p``/``exp_neg``.  On the CPU those are the
+# branch-free polynomials (no SVML there); on the GPU libdevice's own functions
+# are fast and accurate, and the polynomials' ``np.floor`` has no CUDA lowering.
+for _f, _fn in ((_math.exp, math.exp), (_math.exp_neg, math.exp), (_math.log, math.log), (_math.log1p, math.log1p)):
+    cuda_overload(_f, _libdevice(_fn))
+cuda_overload(_math.like, _math._like_overload)
 
 
 def family(a):
@@ -99,16 +133,90 @@ def grid_blocks(n, per_block):
 
 
 # ------------------------------------------------------------------ reductions
-@cuda.jit(device=True)
-def block_sum(sm, tid):
-    """Sum ``sm[0:TPB]`` into ``sm[0]`` by halving: a fixed tree, the same every launch."""
-    step = TPB // 2
-    while step > 0:
+WARP = 32
+
+if config.ENABLE_CUDASIM:
+    # The simulator has no warp shuffles: exchange through shared memory instead,
+    # so the reduction code around the shuffle (lanes, order, broadcast) is what runs.
+    @cuda.jit(device=True)
+    def _shfl_xor(v, d, scratch, tid):
         cuda.syncthreads()
-        if tid < step:
-            sm[tid] += sm[tid + step]
-        step //= 2
-    cuda.syncthreads()
+        scratch[tid] = v
+        cuda.syncthreads()
+        return scratch[tid ^ d]
+
+else:
+
+    @cuda.jit(device=True)
+    def _shfl_xor(v, d, scratch, tid):
+        return cuda.shfl_xor_sync(0xFFFFFFFF, v, d)
+
+
+@cuda.jit(device=True)
+def group_sum(v, sm, tid, G):
+    """Sum of ``v`` over the ``G`` threads of a group (``G`` = 32 or ``TPB``), returned to every thread.
+
+    A warp butterfly (``shfl_xor``) first: both partners add the same two
+    numbers, and float addition commutes, so every lane holds bitwise the same
+    sum.  For a whole block, each warp's sum then goes through shared memory and
+    every thread adds them in warp order.  Fixed order, no atomics: deterministic.
+    ``sm`` is a ``float64`` shared array of ``TPB``; every thread of the block
+    must call this (the shuffles and barriers are collective).
+    """
+    v = float64(v)
+    d = WARP // 2
+    while d > 0:
+        v += _shfl_xor(v, d, sm, tid)
+        d //= 2
+    if G > WARP:
+        cuda.syncthreads()
+        if tid % WARP == 0:
+            sm[tid // WARP] = v
+        cuda.syncthreads()
+        v = 0.0
+        for k in range(G // WARP):
+            v += sm[k]
+        cuda.syncthreads()
+    return v
+
+
+@cuda.jit(device=True)
+def merge_max_exp(m1, s1, m2, s2):
+    """Merge two online ``(max, sum exp(x - max))`` pairs; a -inf max adds nothing, NaN sums stay NaN.
+
+    Symmetric in its two pairs, so butterfly partners get the same bits.
+    """
+    m = m1 if m1 > m2 else m2
+    if m == -math.inf:
+        return m, s1 + s2
+    a = s1 * math.exp(m1 - m) if m1 != -math.inf else s1 * 0.0
+    b = s2 * math.exp(m2 - m) if m2 != -math.inf else s2 * 0.0
+    return m, a + b
+
+
+@cuda.jit(device=True)
+def group_max_exp(m, s, sm_m, sm_s, tid, G):
+    """:func:`group_sum` for online ``(max, sum of exp)`` pairs, merged with :func:`merge_max_exp`."""
+    m = float64(m)
+    s = float64(s)
+    d = WARP // 2
+    while d > 0:
+        m2 = _shfl_xor(m, d, sm_m, tid)
+        s2 = _shfl_xor(s, d, sm_s, tid)
+        m, s = merge_max_exp(m, s, m2, s2)
+        d //= 2
+    if G > WARP:
+        cuda.syncthreads()
+        if tid % WARP == 0:
+            sm_m[tid // WARP] = m
+            sm_s[tid // WARP] = s
+        cuda.syncthreads()
+        m = sm_m[0]
+        s = sm_s[0]
+        for k in range(1, G // WARP):
+            m, s = merge_max_exp(m, s, sm_m[k], sm_s[k])
+        cuda.syncthreads()
+    return m, s
 
 
 @cuda.jit
@@ -119,10 +227,8 @@ def _sum_partials_kernel(part, denom, is_mean, result):
     acc = 0.0
     for i in range(tid, part.size, TPB):
         acc += part[i]
-    sm[tid] = acc
-    block_sum(sm, tid)
+    total = group_sum(acc, sm, tid, TPB)
     if tid == 0:
-        total = sm[0]
         if is_mean:
             d = denom[0]
             total = total / d if d != 0.0 else (math.nan if total == 0.0 else total / d)

@@ -68,9 +68,29 @@ def test_device_matches_cpu(case, reduction, dtype):
     assert_close(host(grad), want_grad, dtype)
 
 
+@pytest.mark.parametrize("rows", ["block", "warp"])
+@pytest.mark.parametrize("option", ["weight_ignore_smooth", "prob_weight_smooth"])
+@pytest.mark.parametrize("shape", [(3, 1100), (2, 4, 3)], ids=lambda s: "x".join(map(str, s)))
+def test_block_and_warp_rows_match_cpu(shape, option, rows, monkeypatch):
+    """Both cross-entropy row kernels (a warp per row, a block per row) on long and short rows."""
+    from numbaloss import _classification_cuda
+
+    monkeypatch.setattr(_classification_cuda, "WARP_ROW_MAX_C", 10**9 if rows == "warp" else 0)
+    rng = np.random.default_rng(shape[1])
+    x, t, kwargs = class_case("cross_entropy", shape, np.float32, option, rng)
+    want, want_grad = numbaloss.cross_entropy(x, t, reduction="none", return_grad=True, **kwargs)
+    loss, grad = numbaloss.cross_entropy(to_dev(x), to_dev(t), reduction="none", return_grad=True, **kwargs)
+    assert_close(host(loss), want, np.float32)
+    assert_close(host(grad), want_grad, np.float32)
+
+
 @needs_torch
+@pytest.mark.parametrize("rows", ["block", "warp"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-def test_device_matches_torch_edge_values(dtype):
+def test_device_matches_torch_edge_values(dtype, rows, monkeypatch):
+    from numbaloss import _classification_cuda
+
+    monkeypatch.setattr(_classification_cuda, "WARP_ROW_MAX_C", 10**9 if rows == "warp" else 0)
     inf, nan = np.inf, np.nan
     x = np.array([[0.0, -inf, 1.0, 2.0], [nan, 1.0, 2.0, 0.0], [-inf, -inf, -inf, -inf], [1e4, -1e4, 0.0, 3.0]], dtype)
     t = np.array([0, 1, 2, 3])

@@ -207,6 +207,27 @@ def _empty(dtype, ndim):
     return np.empty((0,) * ndim, dtype)
 
 
+def _plain_small(x, t, weight, grad_output):
+    """True for a small C-contiguous ``(N, C)`` float NumPy input with few classes, int64 ``(N,)``
+    NumPy targets, no weight and no ``grad_output``: the case :func:`_ce_small` serves directly."""
+    return (
+        type(x) is np.ndarray
+        and type(t) is np.ndarray
+        and weight is None
+        and grad_output is None
+        and x.ndim == 2
+        and t.ndim == 1
+        and x.dtype.char in "fd"
+        and t.dtype.char in "lq"
+        and t.itemsize == 8
+        and 0 < x.shape[1] <= SMALL_C
+        and 0 < x.size < _jit.PARALLEL_MIN_WORK
+        and t.shape[0] == x.shape[0]
+        and x.flags.c_contiguous
+        and t.flags.c_contiguous
+    )
+
+
 def _or_empty(a, dtype):
     return _empty(np.dtype(dtype), 1) if a is None else a
 
@@ -415,15 +436,23 @@ def _tile_overload(a, n, s0, s1):
         return copy
 
     def transpose(a, n, s0, s1):
-        # class by class, gathering with stride C: 5x faster than row by row here
+        # Eight samples at a time: each class's eight values are gathered with stride C into
+        # one vector store.  Measured ~15% faster for the whole pass than one long strided
+        # gather per class, and 5x faster than scattering row by row.
         C = a.shape[1]
+        T = s1 - s0
         flat = a[s0:s1].ravel()
-        t = np.empty((C, s1 - s0), a.dtype)
-        for c in range(C):
-            col = t[c]
-            src = flat[c:]
-            for i in range(col.size):
-                col[i] = src[i * C]
+        t = np.empty((C, T), a.dtype)
+        T8 = T - T % 8
+        for i0 in range(0, T8, 8):
+            block = flat[i0 * C : (i0 + 8) * C]
+            for c in range(C):
+                col = t[c, i0 : i0 + 8]
+                for j in range(8):
+                    col[j] = block[j * C + c]
+        for i in range(T8, T):
+            for c in range(C):
+                t[c, i] = flat[i * C + c]
         return t
 
     return transpose
@@ -479,31 +508,32 @@ def _ce_tile(xt, y, w, eps, w_total, g, et, want_grad, loss):
         ec = et[c]
         for t in range(T):
             ec[t] = M.exp_neg(xc[t] - m[t])
-        np.add(s, ec, s)
+        for t in range(T):
+            s[t] += ec[t]
         if eps > 0.0:  # the smoothing sum, with non-negative terms (see _gap_sum)
             wc = w[c] if has_w else 1.0
             for t in range(T):
                 d[t] += wc * (m[t] - xc[t])
-    ls = np.empty(T)
+    # The target's logit and weight per sample (gathers), then branch-free maps that vectorize.
+    xy = np.empty(T, xt.dtype)
+    wy = np.empty(T)
     for t in range(T):
-        ls[t] = M.log(s[t])
+        k = max(y[t], 0)
+        xy[t] = xt[k, t]
+        wy[t] = w[k] if has_w else 1.0
+    q_sum = np.empty(T)
+    for t in range(T):
+        lt, q_sum[t] = class_row_loss(M.log(s[t]), m[t] - xy[t], d[t], wy[t], eps, b, w_total)
+        loss[t] = lt if y[t] >= 0 else 0.0
+    if not want_grad:
+        return
     ga = np.empty(T, xt.dtype)
     gb = np.empty(T, xt.dtype)
     for t in range(T):
-        yt = y[t]
         gt_ = g[t] if g.size > 1 else g[0]
-        if yt < 0:
-            loss[t] = 0.0
-            ga[t] = 0.0 / s[t]  # torch: 0 * softmax, NaN rows stay NaN
-            gb[t] = 0.0
-            continue
-        wy = w[yt] if has_w else 1.0
-        lt, q_sum = class_row_loss(ls[t], m[t] - xt[yt, t], d[t], wy, eps, b, w_total)
-        loss[t] = lt
-        ga[t] = gt_ * (q_sum / s[t])
-        gb[t] = gt_ * b
-    if not want_grad:
-        return
+        kept = y[t] >= 0
+        ga[t] = gt_ * (q_sum[t] / s[t]) if kept else 0.0 / s[t]  # ignored: torch's 0 * softmax, NaN rows stay NaN
+        gb[t] = gt_ * b if kept else 0.0
     ey = np.empty(T, xt.dtype)
     for t in range(T):
         ey[t] = et[y[t], t] if y[t] >= 0 else 0.0
@@ -515,10 +545,8 @@ def _ce_tile(xt, y, w, eps, w_total, g, et, want_grad, loss):
     for t in range(T):
         yt = y[t]
         if yt >= 0:
-            wy = w[yt] if has_w else 1.0
             gt_ = g[t] if g.size > 1 else g[0]
-            q_sum = (1.0 - eps) * wy + b * w_total
-            et[yt, t] = gt_ * class_target_grad(q_sum / s[t], ey[t], wy, eps, b)
+            et[yt, t] = gt_ * class_target_grad(q_sum[t] / s[t], ey[t], wy[t], eps, b)
 
 
 @kernel
@@ -697,6 +725,22 @@ def cross_entropy(
         array([[-0.2144,  0.1753,  0.0391]], dtype=float32)
     """
     _reduce.check_reduction(reduction)
+    if _plain_small(input, target, weight, grad_output):
+        # The most common small call, recognised in a few attribute reads: every check of the
+        # general path below holds for it, so it goes straight to the one compiled call.
+        eps = check_label_smoothing(label_smoothing)
+        ignore_index = check_ignore_index(ignore_index)
+        if -(2**63) <= ignore_index < 2**63:
+            dtype = input.dtype
+            out = np.empty(input.shape[0], dtype) if reduction == "none" else _empty(dtype, 1)
+            grad = np.empty_like(input) if return_grad else _empty(dtype, 2)
+            total, denominator, pos = _ce_small(
+                input, target, np.int64(ignore_index), True, _empty(dtype, 1), eps, _reduce.ONE, 0, reduction == "mean", out, grad
+            )
+            if pos >= 0:
+                _raise_out_of_bounds(target, pos, input.shape[1], ignore_index)
+            loss = _reduce.finish(reduction, out, total, denominator, dtype, out.shape)
+            return (loss, grad) if return_grad else loss
     if backend_of(input, ("target", target), ("weight", weight)) == "cuda":
         from . import _classification_cuda
 

@@ -97,7 +97,8 @@ def divide(a, b):
     return math.nan if a == 0.0 else math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
-_ONE = np.ones(1)
+#: The gradient scale 1 (kernels read it, never write it).
+ONE = np.ones(1)
 
 
 def grad_scale(reduction, grad_output, denominator, loss_shape, wanted=True):
@@ -110,7 +111,7 @@ def grad_scale(reduction, grad_output, denominator, loss_shape, wanted=True):
     if not wanted:  # no gradient asked: the kernels never read the scale
         if grad_output is not None:
             raise ValueError("grad_output is only used with return_grad=True")
-        return _ONE, 0
+        return ONE, 0
     if grad_output is None:
         g = 1.0
     elif isinstance(grad_output, (int, float)):

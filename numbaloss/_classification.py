@@ -549,9 +549,52 @@ def _ce_tile(xt, y, w, eps, w_total, g, et, want_grad, loss):
             et[yt, t] = gt_ * class_target_grad(q_sum[t] / s[t], ey[t], wy[t], eps, b)
 
 
+@serial
+def _ce_prob_tile(xt, tt, w, eps, g, et, want_grad, loss):
+    """:func:`_ce_tile` for probability targets ``tt[c, t]`` (same layout as ``xt``).
+
+    With ``q_c = w_c (t_c (1 - eps) + eps / C)``: loss ``Q log s + sum_c q_c (m - x_c)``,
+    gradient ``g (Q e_c / s - q_c)``, the formulas of the row path (:func:`_ce_row`).
+    """
+    C, T = xt.shape
+    has_w = w.size > 0
+    b = eps / C
+    m = xt[0].copy()
+    for c in range(1, C):
+        np.maximum(m, xt[c], m)
+    s = np.zeros(T)
+    q_sum = np.zeros(T)
+    d = np.zeros(T)
+    for c in range(C):
+        xc = xt[c]
+        ec = et[c]
+        tc = tt[c]
+        wc = w[c] if has_w else 1.0
+        for t in range(T):
+            ec[t] = M.exp_neg(xc[t] - m[t])
+        for t in range(T):
+            s[t] += ec[t]
+            q = (tc[t] * (1.0 - eps) + b) * wc
+            q_sum[t] += q
+            d[t] += q * (m[t] - xc[t])
+    for t in range(T):
+        loss[t] = q_sum[t] * M.log(s[t]) + d[t]
+    if not want_grad:
+        return
+    for c in range(C):
+        ec = et[c]
+        tc = tt[c]
+        wc = w[c] if has_w else 1.0
+        for t in range(T):
+            gt_ = g[t] if g.size > 1 else g[0]
+            q = (tc[t] * (1.0 - eps) + b) * wc
+            ec[t] = gt_ * (q_sum[t] / s[t] * ec[t] - q)
+
+
 @kernel
-def _ce_columns_kernel(x, cls, w, eps, gscale, gstride, out, grad, partials, tile, S):
-    """Cross-entropy with class targets on class-major tiles (K-dim inputs, or few classes).
+def _ce_columns_kernel(x, cls, tgt, w, eps, gscale, gstride, out, grad, partials, tile, S):
+    """Cross-entropy on class-major tiles (K-dim inputs, or few classes): class targets
+    ``cls``, or probabilities ``tgt`` (same shape as ``x``; empty for class targets).
 
     Tiles are ``tile`` samples of one slab ``n`` (for a 2-d input, ``tile`` rows),
     so the blocks, and with them the partial sums, depend only on the shape.
@@ -576,7 +619,10 @@ def _ce_columns_kernel(x, cls, w, eps, gscale, gstride, out, grad, partials, til
         et = np.empty((C, T), x.dtype)
         loss = np.empty(T)
         g = gscale[r0 : r0 + T] if gstride else gscale[:1]
-        _ce_tile(xt, cls[r0 : r0 + T], w, eps, w_total, g, et, want_grad, loss)
+        if tgt.size > 0:
+            _ce_prob_tile(xt, _tile(tgt, n, s0, s1), w, eps, g, et, want_grad, loss)
+        else:
+            _ce_tile(xt, cls[r0 : r0 + T], w, eps, w_total, g, et, want_grad, loss)
         if want_grad:
             _untile(et, grad, n, s0)
         if want_out:
@@ -606,7 +652,7 @@ def _ce_small(x, target, ignore, has_ignore, w, eps, gs, gstride, is_mean, out, 
         gs = gs / denominator
     tile = _tile_size(x.shape[1])
     partials = np.empty(max(1, -(-x.shape[0] // tile)))
-    total = _ce_columns_serial(x, cls, w, eps, gs, gstride, out, grad, partials, tile, 1)
+    total = _ce_columns_serial(x, cls, np.empty((0, 0), x.dtype), w, eps, gs, gstride, out, grad, partials, tile, 1)
     return total, denominator, -1
 
 
@@ -772,12 +818,12 @@ def cross_entropy(
         cls, denominator = _class_targets(t, ignore_index, C, w)
         tgt = _empty(dtype, x.ndim)
     gscale, gstride = _reduce.grad_scale(reduction, grad_output, denominator, loss_shape, return_grad)
-    if not probs and (S > 1 or C <= SMALL_C):
+    if S > 1 or C <= SMALL_C:
         tile = _tile_size(C)
         span = S if S > 1 else N
         n_tiles = (N if S > 1 else 1) * max(1, -(-span // tile))
         out, grad, partials = _outputs(x, M, reduction, return_grad, n_tiles)
-        total = _ce_columns_kernel(x, cls, _or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, tile, S, work=x.size)
+        total = _ce_columns_kernel(x, cls, tgt, _or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, tile, S, work=x.size)
     else:
         rows = _reduce.rows_per_block(C)
         out, grad, partials = _outputs(x, M, reduction, return_grad, _reduce.n_blocks(M, rows))

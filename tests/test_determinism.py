@@ -18,6 +18,12 @@ out = []
 for kw in ({}, {"weight": w, "label_smoothing": 0.1}):
     loss, grad = numbaloss.cross_entropy(x, y, return_grad=True, **kw)
     out += [np.asarray(loss).tobytes(), grad.tobytes()]
+xs = rng.standard_normal((100_000, 10)).astype(np.float32)  # few classes: the class-major tile path
+ys = rng.integers(0, 10, 100_000)
+ps = rng.random((100_000, 10)).astype(np.float32)
+for target, kw in ((ys, {"weight": w[:10]}), (ps / ps.sum(1, keepdims=True), {"label_smoothing": 0.1})):
+    loss, grad = numbaloss.cross_entropy(xs, target, return_grad=True, **kw)
+    out += [np.asarray(loss).tobytes(), grad.tobytes()]
 out.append(np.asarray(numbaloss.nll_loss(x, y, reduction="sum")).tobytes())
 out.append(np.asarray(numbaloss.binary_cross_entropy_with_logits(p, t)).tobytes())
 out.append(np.asarray(numbaloss.binary_cross_entropy(1 / (1 + np.exp(-p)), t, reduction="sum")).tobytes())
@@ -50,6 +56,7 @@ def test_serial_and_parallel_kernels_agree_bitwise(monkeypatch):
     cases = [
         ("cross_entropy", rng.standard_normal((300, 7)).astype(np.float32), rng.integers(0, 7, 300), {"label_smoothing": 0.1}),
         ("cross_entropy", rng.standard_normal((20, 300)), rng.integers(0, 300, 20), {"weight": rng.random(300)}),
+        ("cross_entropy", rng.standard_normal((300, 7)).astype(np.float32), rng.random((300, 7)).astype(np.float32), {"weight": rng.random(7)}),
         ("nll_loss", rng.standard_normal((300, 7)), rng.integers(0, 7, 300), {}),
         ("binary_cross_entropy_with_logits", rng.standard_normal(5000).astype(np.float32), rng.random(5000).astype(np.float32), {}),
     ]

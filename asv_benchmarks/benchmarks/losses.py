@@ -48,9 +48,10 @@ class Losses:
 
 
 class CrossEntropyOptions:
-    """The options that change the kernel path: weights, smoothing, probabilities, K-dim."""
+    """The options that change the kernel path: weights, smoothing, probabilities (long and short
+    rows: row kernel and class-major tiles), K-dim."""
 
-    params = [["weight", "label_smoothing", "probabilities", "kdim"]]
+    params = [["weight", "label_smoothing", "probabilities", "probabilities_10_classes", "kdim"]]
     param_names = ["option"]
 
     def setup(self, option):
@@ -59,6 +60,10 @@ class CrossEntropyOptions:
         if option == "kdim":
             self.x = rng.standard_normal((8, 21, 128, 128)).astype(np.float32)
             self.t = rng.integers(0, 21, (8, 128, 128))
+        elif option == "probabilities_10_classes":
+            self.x = rng.standard_normal((1 << 18, 10)).astype(np.float32)
+            p = rng.random(self.x.shape).astype(np.float32)
+            self.t = p / p.sum(axis=1, keepdims=True)
         else:
             self.x = rng.standard_normal((4096, 1000)).astype(np.float32)
             self.t = rng.integers(0, 1000, 4096)

@@ -23,6 +23,6 @@ def test_every_kernel_compiles_to_ptx():
     assert r.returncode == 0, report
     compiled = [ln for ln in r.stdout.splitlines() if ln.startswith("ok ")]
     # float32 and float64, contiguous and strided, 2-d and 3-d rows, five target dtypes
-    assert len(compiled) >= 30, report
+    assert len(compiled) >= 40, report
     for kernel in ("_binary_cuda", "_ce_rows_warp", "_ce_rows_block", "_nll_rows_cuda", "_targets_cuda", "_sum_partials_kernel"):
         assert any(f".{kernel}(" in ln for ln in compiled), kernel

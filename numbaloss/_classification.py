@@ -51,35 +51,19 @@ def _row_overload(a, n, s):
 
 @serial
 def _row_max(xr):
-    """Max of a row in 8 explicit lanes (vectorizes without letting LLVM reorder).
+    """Max of a row, as a max over order-preserving integer keys (:func:`numbaloss._math.order_key`):
+    LLVM vectorizes that reduction, while a float max loop stays scalar.
 
-    NaN is never ``>`` the running max, but it still poisons the sum of
-    exponentials that follows, so a NaN row still gives NaN.
+    The max is exact, so the order of the comparisons cannot matter.  A NaN with a
+    clear sign bit comes out as the max (one with the sign bit set never does); the
+    caller's ``mk > m`` test then leaves its running max alone, and the NaN still
+    makes the row's sum of exponentials NaN, so a NaN row gives NaN as in torch.
     """
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = M.like(-np.inf, xr)
-    n = xr.size
-    n8 = n - n % 8
-    for j in range(0, n8, 8):
-        v = xr[j]
-        m0 = v if v > m0 else m0
-        v = xr[j + 1]
-        m1 = v if v > m1 else m1
-        v = xr[j + 2]
-        m2 = v if v > m2 else m2
-        v = xr[j + 3]
-        m3 = v if v > m3 else m3
-        v = xr[j + 4]
-        m4 = v if v > m4 else m4
-        v = xr[j + 5]
-        m5 = v if v > m5 else m5
-        v = xr[j + 6]
-        m6 = v if v > m6 else m6
-        v = xr[j + 7]
-        m7 = v if v > m7 else m7
-    m = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
-    for j in range(n8, n):
-        m = xr[j] if xr[j] > m else m
-    return m
+    k = M.order_key(M.like(-np.inf, xr))
+    for j in range(xr.size):
+        key = M.order_key(xr[j])
+        k = key if key > k else k
+    return M.from_order_key(k)
 
 
 @serial

@@ -234,28 +234,18 @@ def from_order_key(k):
     """The float whose :func:`order_key` is ``k``."""
 
 
-def _key_overload(x):
-    from numba.core import types
+def _by_type(table):
+    """An ``@overload`` typer choosing the implementation by the argument's Numba type name."""
 
-    if x == types.float32:
-        return lambda x: _key_f32(x)
-    if x == types.float64:
-        return lambda x: _key_f64(x)
-    return None
+    def typer(x):
+        f = table.get(str(x))
+        return None if f is None else (lambda x: f(x))
 
-
-def _unkey_overload(k):
-    from numba.core import types
-
-    if k == types.int32:
-        return lambda k: _unkey_f32(k)
-    if k == types.int64:
-        return lambda k: _unkey_f64(k)
-    return None
+    return typer
 
 
-overload(order_key)(_key_overload)
-overload(from_order_key)(_unkey_overload)
+overload(order_key)(_by_type({"float32": _key_f32, "float64": _key_f64}))
+overload(from_order_key)(_by_type({"int32": _unkey_f32, "int64": _unkey_f64}))
 
 
 # ------------------------------------------------------------ dtype dispatch

@@ -14,8 +14,9 @@ through the array interface first waits on the stream the producer declared, so
 work queued by CuPy or torch on their current stream is ordered before ours.
 
 Determinism: no floating-point atomics anywhere.  Every reduction is a fixed
-tree in shared memory per block, then one block sums the per-block partials in
-a fixed order (:func:`sum_partials`).  The only atomic is an integer
+order per block (warp shuffle butterflies, then the warps' sums through shared
+memory, :func:`group_sum`), then one block sums the per-block partials in a
+fixed order (:func:`sum_partials`).  The only atomic is an integer
 ``atomic.min`` on the error buffer, whose result does not depend on order.
 """
 
@@ -49,19 +50,12 @@ def cuda_overload(func, typer, **options):
         overload(func, target="cuda", **options)(typer)
 
 
-def _libdevice(fn):
-    def typer(x):
-        return lambda x: fn(x)
-
-    return typer
-
-
 # The shared scalar formulas (``_binary.bce_*``, ``_classification.class_row_loss``)
 # call ``_math.exp``/``log``/``log1p``/``exp_neg``.  On the CPU those are the
 # branch-free polynomials (no SVML there); on the GPU libdevice's own functions
 # are fast and accurate, and the polynomials' ``np.floor`` has no CUDA lowering.
 for _f, _fn in ((_math.exp, math.exp), (_math.exp_neg, math.exp), (_math.log, math.log), (_math.log1p, math.log1p)):
-    cuda_overload(_f, _libdevice(_fn))
+    cuda_overload(_f, _math.by_type({"float32": _fn, "float64": _fn}))
 cuda_overload(_math.like, _math._like_overload)
 
 

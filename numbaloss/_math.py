@@ -234,8 +234,9 @@ def from_order_key(k):
     """The float whose :func:`order_key` is ``k``."""
 
 
-def _by_type(table):
-    """An ``@overload`` typer choosing the implementation by the argument's Numba type name."""
+def by_type(table):
+    """An ``@overload`` typer choosing the implementation by the argument's Numba type name
+    (``{"float32": f, "float64": g}``); other types get no implementation."""
 
     def typer(x):
         f = table.get(str(x))
@@ -244,8 +245,8 @@ def _by_type(table):
     return typer
 
 
-overload(order_key)(_by_type({"float32": _key_f32, "float64": _key_f64}))
-overload(from_order_key)(_by_type({"int32": _unkey_f32, "int64": _unkey_f64}))
+overload(order_key)(by_type({"float32": _key_f32, "float64": _key_f64}))
+overload(from_order_key)(by_type({"int32": _unkey_f32, "int64": _unkey_f64}))
 
 
 # ------------------------------------------------------------ dtype dispatch
@@ -269,22 +270,9 @@ def log1p(x):
     return np.log1p(x)
 
 
-def _by_dtype(f32, f64):
-    def impl(x):
-        from numba.core import types
-
-        if x == types.float32:
-            return lambda x: f32(x)
-        if isinstance(x, types.Float):
-            return lambda x: f64(x)
-        return None
-
-    return impl
-
-
-overload(exp)(_by_dtype(exp_f32, exp_f64))
-overload(exp_neg)(_by_dtype(exp_neg_f32, exp_neg_f64))
-overload(log)(_by_dtype(log_f32, log_f64))
+overload(exp)(by_type({"float32": exp_f32, "float64": exp_f64}))
+overload(exp_neg)(by_type({"float32": exp_neg_f32, "float64": exp_neg_f64}))
+overload(log)(by_type({"float32": log_f32, "float64": log_f64}))
 
 
 @overload(log1p)

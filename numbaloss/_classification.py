@@ -469,6 +469,29 @@ def _untile_overload(gt, grad, n, s0):
 
 
 @serial
+def _tile_exp_sum(xt, et):
+    """Per sample of a class-major tile: the max logit ``m``, ``et[c] = exp(x_c - m)`` and
+    ``s = sum_c et[c]`` (float64, in class order).  Returns ``(m, s)``.
+
+    ``np.maximum`` propagates NaN into ``m``; the sample's sum is NaN then either
+    way, as in torch.
+    """
+    C, T = xt.shape
+    m = xt[0].copy()
+    for c in range(1, C):
+        np.maximum(m, xt[c], m)
+    s = np.zeros(T)
+    for c in range(C):
+        xc = xt[c]
+        ec = et[c]
+        for t in range(T):
+            ec[t] = M.exp_neg(xc[t] - m[t])
+        for t in range(T):
+            s[t] += ec[t]
+    return m, s
+
+
+@serial
 def _ce_tile(xt, y, w, eps, w_total, g, et, want_grad, loss):
     """Cross-entropy of the ``T`` samples of a class-major tile ``xt[c, t]`` (class targets).
 
@@ -479,22 +502,12 @@ def _ce_tile(xt, y, w, eps, w_total, g, et, want_grad, loss):
     """
     C, T = xt.shape
     has_w = w.size > 0
-    inv_c = 1.0 / C
-    b = eps * inv_c
-    # np.maximum propagates NaN into m; the row's sum is NaN then either way, as in torch
-    m = xt[0].copy()
-    for c in range(1, C):
-        np.maximum(m, xt[c], m)
-    s = np.zeros(T)
+    b = eps * (1.0 / C)
+    m, s = _tile_exp_sum(xt, et)
     d = np.zeros(T)
-    for c in range(C):
-        xc = xt[c]
-        ec = et[c]
-        for t in range(T):
-            ec[t] = M.exp_neg(xc[t] - m[t])
-        for t in range(T):
-            s[t] += ec[t]
-        if eps > 0.0:  # the smoothing sum, with non-negative terms (see _gap_sum)
+    if eps > 0.0:  # the smoothing sum, with non-negative terms (see _gap_sum)
+        for c in range(C):
+            xc = xt[c]
             wc = w[c] if has_w else 1.0
             for t in range(T):
                 d[t] += wc * (m[t] - xc[t])
@@ -543,21 +556,14 @@ def _ce_prob_tile(xt, tt, w, eps, g, et, want_grad, loss):
     C, T = xt.shape
     has_w = w.size > 0
     b = eps / C
-    m = xt[0].copy()
-    for c in range(1, C):
-        np.maximum(m, xt[c], m)
-    s = np.zeros(T)
+    m, s = _tile_exp_sum(xt, et)
     q_sum = np.zeros(T)
     d = np.zeros(T)
     for c in range(C):
         xc = xt[c]
-        ec = et[c]
         tc = tt[c]
         wc = w[c] if has_w else 1.0
         for t in range(T):
-            ec[t] = M.exp_neg(xc[t] - m[t])
-        for t in range(T):
-            s[t] += ec[t]
             q = (tc[t] * (1.0 - eps) + b) * wc
             q_sum[t] += q
             d[t] += q * (m[t] - xc[t])
@@ -697,6 +703,17 @@ def _outputs(x, M, reduction, return_grad, n_parts):
     return out, grad, np.empty(n_parts)
 
 
+def _small_cross_entropy(x, t, flat, ignore, has_ignore, w, eps, gscale, gstride, ignore_index, reduction, return_grad, loss_shape, input_shape):
+    """Run :func:`_ce_small` on a small 2-d few-class input (``flat``: its targets, flat) and
+    finish the loss; ``t`` is the caller's target array, for the out-of-bounds message."""
+    out, grad, _ = _outputs(x, flat.size, reduction, return_grad, 0)
+    total, denominator, pos = _ce_small(x, flat, ignore, has_ignore, w, eps, gscale, gstride, reduction == "mean", out, grad)
+    if pos >= 0:
+        _raise_out_of_bounds(t, pos, x.shape[1], ignore_index)
+    loss = _reduce.finish(reduction, out, total, denominator, x.dtype, loss_shape)
+    return (loss, grad.reshape(input_shape)) if return_grad else loss
+
+
 def cross_entropy(
     input,
     target,
@@ -760,17 +777,12 @@ def cross_entropy(
         # general path below holds for it, so it goes straight to the one compiled call.
         eps = check_label_smoothing(label_smoothing)
         ignore_index = check_ignore_index(ignore_index)
-        if -(2**63) <= ignore_index < 2**63:
-            dtype = input.dtype
-            out = np.empty(input.shape[0], dtype) if reduction == "none" else _empty(dtype, 1)
-            grad = np.empty_like(input) if return_grad else _empty(dtype, 2)
-            total, denominator, pos = _ce_small(
-                input, target, np.int64(ignore_index), True, _empty(dtype, 1), eps, _reduce.ONE, 0, reduction == "mean", out, grad
+        if -(2**63) <= ignore_index < 2**63:  # int64 targets can equal it: _ignore_value's answer
+            no_weight = _empty(input.dtype, 1)
+            return _small_cross_entropy(
+                input, target, target, np.int64(ignore_index), True, no_weight, eps, _reduce.ONE, 0,
+                ignore_index, reduction, return_grad, input.shape[:1], input.shape,
             )
-            if pos >= 0:
-                _raise_out_of_bounds(target, pos, input.shape[1], ignore_index)
-            loss = _reduce.finish(reduction, out, total, denominator, dtype, out.shape)
-            return (loss, grad) if return_grad else loss
     if backend_of(input, ("target", target), ("weight", weight)) == "cuda":
         from . import _classification_cuda
 
@@ -784,14 +796,10 @@ def cross_entropy(
     if not probs and S == 1 and C <= SMALL_C and x.size < _jit.PARALLEL_MIN_WORK:
         flat, ignore, has_ignore = _flat_targets(t, ignore_index)
         gscale, gstride = _reduce.grad_scale(reduction, grad_output, 1.0, loss_shape, return_grad)
-        out, grad, _ = _outputs(x, M, reduction, return_grad, 0)
-        total, denominator, pos = _ce_small(
-            x, flat, ignore, has_ignore, _or_empty(w, dtype), eps, gscale, gstride, reduction == "mean", out, grad
+        return _small_cross_entropy(
+            x, t, flat, ignore, has_ignore, _or_empty(w, dtype), eps, gscale, gstride,
+            ignore_index, reduction, return_grad, loss_shape, np.shape(input),
         )
-        if pos >= 0:
-            _raise_out_of_bounds(t, pos, C, ignore_index)
-        loss = _reduce.finish(reduction, out, total, denominator, dtype, loss_shape)
-        return (loss, grad.reshape(np.shape(input))) if return_grad else loss
     if probs:
         if ignore_index >= 0:
             raise ValueError("ignore_index is not supported for floating point target")

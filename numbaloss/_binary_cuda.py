@@ -13,7 +13,7 @@ from numba import cuda, float64
 from . import _cuda
 from ._binary import bce_grad, bce_logits_grad, bce_logits_value, bce_value
 from ._classification_cuda import _grad_scale
-from ._cuda import TPB, group_sum
+from ._cuda import TPB, chunk_bounds, store_block_sum
 from ._validate import broadcast_shape, check_same_shape, float_dtype
 
 
@@ -21,8 +21,7 @@ from ._validate import broadcast_shape, check_same_shape, float_dtype
 def _binary_cuda(x, t, w, pw, logits, gscale, gstride, denom, is_mean, out, grad, part, err):
     sm = cuda.shared.array(TPB, float64)
     tid = cuda.threadIdx.x
-    lo = cuda.blockIdx.x * _cuda.CHUNK
-    hi = min(lo + _cuda.CHUNK, x.size)
+    lo, hi = chunk_bounds(x.size)
     has_w = w.size > 0
     has_pw = pw.size > 0
     acc = 0.0
@@ -49,9 +48,7 @@ def _binary_cuda(x, t, w, pw, logits, gscale, gstride, denom, is_mean, out, grad
                 grad[i] = bce_logits_grad(xi, ti, pwi) * wi * gi
             else:
                 grad[i] = bce_grad(xi, ti) * wi * gi
-    total = group_sum(acc, sm, tid, TPB)
-    if tid == 0:
-        part[cuda.blockIdx.x] = total
+    store_block_sum(acc, sm, tid, part)
 
 
 def _flat_param(p, name, dtype, shape):

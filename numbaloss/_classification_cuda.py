@@ -20,7 +20,7 @@ from numba import cuda, float64
 
 from . import _cuda
 from ._classification import _ignore_value, _raise_out_of_bounds, _row, _row_overload, class_row_loss, class_target_grad
-from ._cuda import TPB, group_max_exp, group_sum
+from ._cuda import TPB, chunk_bounds, group_max_exp, group_sum, store_block_sum
 from ._math import like
 from ._validate import check_class_weight, check_ignore_index, check_label_smoothing, class_layout, float_dtype
 
@@ -31,8 +31,7 @@ _cuda.cuda_overload(_row, _row_overload, inline="always")  # a returned view mus
 def _targets_cuda(target, ignore, has_ignore, n_classes, w, cls, part, err):
     sm = cuda.shared.array(TPB, float64)
     tid = cuda.threadIdx.x
-    lo = cuda.blockIdx.x * _cuda.CHUNK
-    hi = min(lo + _cuda.CHUNK, target.size)
+    lo, hi = chunk_bounds(target.size)
     acc = 0.0
     for i in range(lo + tid, hi, TPB):
         t = target[i]
@@ -44,9 +43,7 @@ def _targets_cuda(target, ignore, has_ignore, n_classes, w, cls, part, err):
         else:
             cls[i] = t
             acc += w[t] if w.size > 0 else 1.0
-    total = group_sum(acc, sm, tid, TPB)
-    if tid == 0:
-        part[cuda.blockIdx.x] = total
+    store_block_sum(acc, sm, tid, part)
 
 
 #: Rows of at most this many classes get one warp each (``TPB // 32`` rows per
@@ -175,21 +172,6 @@ def _nll_rows_cuda(x, cls, w, gscale, gstride, denom, is_mean, loss_rows, grad, 
 
 
 @cuda.jit
-def _block_partials(values, part):
-    """Per-block sums of ``values`` over fixed chunks (the first pass of a deterministic sum)."""
-    sm = cuda.shared.array(TPB, float64)
-    tid = cuda.threadIdx.x
-    lo = cuda.blockIdx.x * _cuda.CHUNK
-    hi = min(lo + _cuda.CHUNK, values.size)
-    acc = 0.0
-    for i in range(lo + tid, hi, TPB):
-        acc += values[i]
-    total = group_sum(acc, sm, tid, TPB)
-    if tid == 0:
-        part[cuda.blockIdx.x] = total
-
-
-@cuda.jit
 def _cast(src, dst):
     i = cuda.grid(1)
     if i < src.size:
@@ -287,7 +269,7 @@ def _finish(reduction, loss_rows, denom, dtype, loss_shape, fam):
     nb = _cuda.grid_blocks(M, _cuda.CHUNK)
     part = _cuda.empty(nb, np.float64)
     if M:
-        _block_partials[nb, TPB](loss_rows, part)
+        _cuda.block_partials[nb, TPB](loss_rows, part)
     else:
         _zero[1, TPB](part)
     return _cuda.wrap(_cuda.sum_partials(part, denom, reduction == "mean", dtype), fam)

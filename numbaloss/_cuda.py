@@ -213,6 +213,33 @@ def group_max_exp(m, s, sm_m, sm_s, tid, G):
     return m, s
 
 
+@cuda.jit(device=True)
+def chunk_bounds(n):
+    """``(lo, hi)``: the ``CHUNK`` elements of ``n`` that this block owns (threads stride inside)."""
+    lo = cuda.blockIdx.x * CHUNK
+    return lo, min(lo + CHUNK, n)
+
+
+@cuda.jit(device=True)
+def store_block_sum(acc, sm, tid, part):
+    """``part[block] = `` the block's sum of ``acc`` (:func:`group_sum`); every thread must call it."""
+    total = group_sum(acc, sm, tid, TPB)
+    if tid == 0:
+        part[cuda.blockIdx.x] = total
+
+
+@cuda.jit
+def block_partials(values, part):
+    """Per-block sums of ``values`` over fixed chunks (the first pass of a deterministic sum)."""
+    sm = cuda.shared.array(TPB, float64)
+    tid = cuda.threadIdx.x
+    lo, hi = chunk_bounds(values.size)
+    acc = 0.0
+    for i in range(lo + tid, hi, TPB):
+        acc += values[i]
+    store_block_sum(acc, sm, tid, part)
+
+
 @cuda.jit
 def _sum_partials_kernel(part, denom, is_mean, result):
     """One block: ``result[0] = sum(part)`` (``/ denom[0]`` when ``is_mean``), fixed order."""

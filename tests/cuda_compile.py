@@ -66,7 +66,7 @@ def signatures():
         add(_cuda, "_sum_partials_kernel", (F, F, b1, D))
     for it in (types.int8, types.uint8, types.int32, types.int64, types.uint64):
         add(_classification_cuda, "_targets_cuda", (_arr(it), it, b1, i64, _arr(types.float32), _arr(i64), F, _arr(i64)))
-    add(_classification_cuda, "_block_partials", (F, F))
+    add(_cuda, "block_partials", (F, F))
     return out
 
 

@@ -5,13 +5,22 @@ into numbaloss).  Bandwidth figures count the bytes each call must move; the
 reference is a measured device-to-device copy.
 """
 
-import numpy as np
+import time
+
 import torch
 import torch.nn.functional as F
 
 import numbaloss
 
 dev = torch.device("cuda")
+#: The issue's workloads (float32): cross-entropy (rows, classes) and the BCE element count.
+CE_SHAPES = ((8192, 32000), (4096, 128000))
+BCE_N = 1 << 26
+COPY_N = 1 << 28
+
+
+def count(n):
+    return f"2^{n.bit_length() - 1}" if n & (n - 1) == 0 else str(n)
 
 
 def cuda_time(fn, repeats=20):
@@ -29,7 +38,7 @@ def cuda_time(fn, repeats=20):
 
 
 def copy_bandwidth():
-    x = torch.empty(1 << 28, dtype=torch.float32, device=dev)
+    x = torch.empty(COPY_N, dtype=torch.float32, device=dev)
     y = torch.empty_like(x)
     return 2 * x.numel() * 4 / cuda_time(lambda: y.copy_(x))
 
@@ -51,7 +60,7 @@ def main():
     torch.manual_seed(0)
     print("| correctness check | status | max error / tolerance |\n|---|---|---:|")
     ok = True
-    for (n, c) in ((8192, 32000), (4096, 128000)):
+    for (n, c) in CE_SHAPES:
         x = torch.randn(n, c, device=dev)
         y = torch.randint(0, c, (n,), device=dev)
         xx = x.clone().requires_grad_()
@@ -61,19 +70,19 @@ def main():
         ok &= check(f"cross_entropy {n}x{c} loss", loss, tl.detach())
         ok &= check(f"cross_entropy {n}x{c} grad", grad, xx.grad)
     for name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
-        n = 1 << 26
+        n = BCE_N
         x = torch.rand(n, device=dev) if name == "binary_cross_entropy" else torch.randn(n, device=dev)
         t = torch.rand(n, device=dev)
         xx = x.clone().requires_grad_()
         tl = getattr(F, name)(xx, t)
         tl.backward()
         loss, grad = getattr(numbaloss, name)(x, t, return_grad=True)
-        ok &= check(f"{name} 2^26 loss", loss, tl.detach())
-        ok &= check(f"{name} 2^26 grad", grad, xx.grad)
+        ok &= check(f"{name} {count(n)} loss", loss, tl.detach())
+        ok &= check(f"{name} {count(n)} grad", grad, xx.grad)
     print(f"\nall correct: {ok}\n")
 
     print("| workload (float32) | numbaloss ms | torch ms | speedup | GB/s | % of copy BW |\n|---|---:|---:|---:|---:|---:|")
-    for (n, c) in ((8192, 32000), (4096, 128000)):
+    for (n, c) in CE_SHAPES:
         x = torch.randn(n, c, device=dev)
         y = torch.randint(0, c, (n,), device=dev)
         t_ours = cuda_time(lambda: numbaloss.cross_entropy(x, y))
@@ -90,7 +99,7 @@ def main():
         nbytes = 3 * x.numel() * 4
         print(f"| cross_entropy fwd+grad {n}x{c} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x | {nbytes / t_ours / 1e9:.0f} | {100 * nbytes / t_ours / bw:.0f}% |")
     for name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
-        n = 1 << 26
+        n = BCE_N
         x = torch.rand(n, device=dev) if name == "binary_cross_entropy" else torch.randn(n, device=dev)
         t = torch.rand(n, device=dev)
         fn = getattr(numbaloss, name)
@@ -98,11 +107,47 @@ def main():
         t_ours = cuda_time(lambda: fn(x, t))
         t_torch = cuda_time(lambda: tf(x, t))
         nbytes = 2 * n * 4
-        print(f"| {name} 2^26 | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x | {nbytes / t_ours / 1e9:.0f} | {100 * nbytes / t_ours / bw:.0f}% |")
+        print(f"| {name} {count(n)} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x | {nbytes / t_ours / 1e9:.0f} | {100 * nbytes / t_ours / bw:.0f}% |")
+    print("\nBack to back (10 calls between two events, per call): the host may queue ahead of the GPU")
+    print("except where a call reads its error buffer (cross_entropy's targets, BCE's range check).\n")
+    print("| workload (float32) | numbaloss ms/call | torch ms/call | speedup |\n|---|---:|---:|---:|")
+    (n, c) = CE_SHAPES[0]
+    x = torch.randn(n, c, device=dev)
+    y = torch.randint(0, c, (n,), device=dev)
+    xb, tb = torch.randn(BCE_N, device=dev), torch.rand(BCE_N, device=dev)
+    for label, ours, theirs in (
+        (f"cross_entropy fwd {n}x{c}", lambda: numbaloss.cross_entropy(x, y), lambda: F.cross_entropy(x, y)),
+        (f"binary_cross_entropy_with_logits {count(BCE_N)}", lambda: numbaloss.binary_cross_entropy_with_logits(xb, tb),
+         lambda: F.binary_cross_entropy_with_logits(xb, tb)),
+    ):
+        t_ours = cuda_time(lambda: [ours() for _ in range(10)], repeats=5) / 10
+        t_torch = cuda_time(lambda: [theirs() for _ in range(10)], repeats=5) / 10
+        print(f"| {label} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x |")
+    del x, xb, tb
+
     small = torch.randn(64, 10, device=dev)
     ys = torch.randint(0, 10, (64,), device=dev)
-    print(f"\nper-call overhead, cross_entropy 64x10: numbaloss {cuda_time(lambda: numbaloss.cross_entropy(small, ys)) * 1e6:.0f} us, "
-          f"torch {cuda_time(lambda: F.cross_entropy(small, ys)) * 1e6:.0f} us")
+    sb, st = torch.randn(64, device=dev), torch.rand(64, device=dev)
+    print("\nPer-call overhead at 64x10 / 64 elements (host wall clock, synchronized, best of 200):\n")
+    print("| call | numbaloss us | torch us |\n|---|---:|---:|")
+    for label, ours, theirs in (
+        ("cross_entropy 64x10", lambda: numbaloss.cross_entropy(small, ys), lambda: F.cross_entropy(small, ys)),
+        ("binary_cross_entropy_with_logits 64", lambda: numbaloss.binary_cross_entropy_with_logits(sb, st),
+         lambda: F.binary_cross_entropy_with_logits(sb, st)),
+    ):
+        print(f"| {label} | {wall_time(ours) * 1e6:.0f} | {wall_time(theirs) * 1e6:.0f} |")
+
+
+def wall_time(fn, repeats=200):
+    fn()
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 if __name__ == "__main__":

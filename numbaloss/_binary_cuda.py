@@ -12,22 +12,23 @@ from numba import cuda, float64
 
 from . import _cuda
 from ._binary import bce_grad, bce_logits_grad, bce_logits_value, bce_value
-from ._classification_cuda import _grad_scale
+from ._classification_cuda import _grad_scale, _zero
+from ._dispatch import is_device_array
 from ._cuda import TPB, chunk_bounds, store_block_sum
 from ._validate import broadcast_shape, check_same_shape, float_dtype
 
 
 @cuda.jit
-def _binary_cuda(x, t, w, pw, logits, gscale, gstride, denom, is_mean, out, grad, part, err):
+def _binary_cuda(x, t, w, pw, logits, gscale, g0, n, is_mean, out, grad, part, err):
     sm = cuda.shared.array(TPB, float64)
     tid = cuda.threadIdx.x
     lo, hi = chunk_bounds(x.size)
     has_w = w.size > 0
     has_pw = pw.size > 0
     acc = 0.0
-    g = gscale[0]
+    g = g0
     if is_mean:
-        g = g / denom[0]
+        g = g / n
     for i in range(lo + tid, hi, TPB):
         xi = x[i]
         ti = t[i]
@@ -43,7 +44,7 @@ def _binary_cuda(x, t, w, pw, logits, gscale, gstride, denom, is_mean, out, grad
         if out.size > 0:
             out[i] = loss
         if grad.size > 0:
-            gi = gscale[i] if gstride else g
+            gi = gscale[i] if gscale.size > 0 else g
             if logits:
                 grad[i] = bce_logits_grad(xi, ti, pwi) * wi * gi
             else:
@@ -51,27 +52,27 @@ def _binary_cuda(x, t, w, pw, logits, gscale, gstride, denom, is_mean, out, grad
     store_block_sum(acc, sm, tid, part)
 
 
-def _flat_param(p, name, dtype, shape):
+def _flat_param(call, p, name, dtype, shape):
     """weight / pos_weight broadcast to the input's shape, flat, on the device."""
     if p is None:
-        return _cuda.empty(0, dtype)
-    if hasattr(p, "__cuda_array_interface__") or hasattr(p, "__cuda_ndarray__"):
-        d = _cuda.device_view(p, name)
+        return call.nothing(dtype)
+    if is_device_array(p):
+        d = call.view(p, name)
         broadcast_shape(d.shape, shape, name)
         if tuple(d.shape) != tuple(shape):
             # broadcasting on the device is not implemented: one small host round trip for the parameter
-            p = d.copy_to_host()
+            p = d.copy_to_host(stream=call.stream)
         else:
-            return _cuda.device_param(d, name, dtype).reshape(int(np.prod(shape)))
+            return call.param(d, name, dtype).reshape(int(np.prod(shape)))
     host = np.asarray(p)
     broadcast_shape(host.shape, shape, name)
-    return _cuda.device_param(np.broadcast_to(host, shape).reshape(-1), name, dtype)
+    return call.param(np.broadcast_to(host, shape).reshape(-1), name, dtype)
 
 
 def run(input, target, weight, pos_weight, reduction, return_grad, grad_output, logits):
-    fam = _cuda.family(input)
-    x = _cuda.prepare_input(input, "input")
-    t = _cuda.prepare_input(target, "target")
+    call = _cuda.Call(input)
+    x = call.input(input, "input")
+    t = call.input(target, "target")
     dtype = float_dtype(x.dtype)
     check_same_shape(x.shape, t.shape)
     if np.dtype(t.dtype) != dtype:
@@ -83,32 +84,30 @@ def run(input, target, weight, pos_weight, reduction, return_grad, grad_output, 
             raise ValueError(f"{name}: non-contiguous Numba device arrays are not supported here; pass a contiguous array")
     xf = x.reshape(M) if x.ndim != 1 else x
     tf = t.reshape(M) if t.ndim != 1 else t
-    w = _flat_param(weight, "weight", dtype, shape)
-    pw = _flat_param(pos_weight, "pos_weight", dtype, shape)
-    gscale, gstride = _grad_scale(reduction, grad_output, shape, return_grad)
-    out = _cuda.empty(M if reduction == "none" else 0, dtype)
-    grad = _cuda.empty(M if return_grad else 0, dtype)
+    w = _flat_param(call, weight, "weight", dtype, shape)
+    pw = _flat_param(call, pos_weight, "pos_weight", dtype, shape)
+    gscale, g0 = _grad_scale(call, reduction, grad_output, shape, return_grad)
+    out = call.empty(M, dtype) if reduction == "none" else call.nothing(dtype)
+    grad = call.empty(M, dtype) if return_grad else call.nothing(dtype)
     nb = _cuda.grid_blocks(M, _cuda.CHUNK)
-    part = _cuda.empty(nb, np.float64)
-    err = _cuda.error_buffer(M)
-    denom = _cuda.host_scalar_on_device(M)
+    part = call.empty(nb, np.float64)
+    err = call.error_buffer() if not logits else call.nothing(np.int64)
     if M:
-        _binary_cuda[nb, TPB](xf, tf, w, pw, logits, gscale, gstride, denom, reduction == "mean", out, grad, part, err)
+        call.launch(_binary_cuda, nb, xf, tf, w, pw, logits, gscale, g0, float(M), reduction == "mean", out, grad, part, err)
     else:
-        part = _cuda.empty(1, np.float64)
-        part.copy_to_device(np.zeros(1))
+        call.launch(_zero, 1, part)
+    if reduction == "none":
+        result = call.result(out.reshape(shape))
+    else:
+        result = _cuda.sum_partials(call, part, (call.nothing(np.float64), float(M)), reduction == "mean", dtype)
     if not logits:
-        pos = _cuda.first_error(err, M)
+        pos = call.first_error(err)
         if pos >= 0:
             value = xf[pos : pos + 1].copy_to_host()[0]
             raise ValueError(
                 f"all elements of input should be between 0 and 1; input{[int(i) for i in np.unravel_index(pos, shape)]} "
                 f"= {value}"
             )
-    if reduction == "none":
-        result = _cuda.wrap(out.reshape(shape), fam)
-    else:
-        result = _cuda.wrap(_cuda.sum_partials(part, denom, reduction == "mean", dtype), fam)
     if return_grad:
-        return result, _cuda.wrap(grad.reshape(shape), fam)
+        return result, call.result(grad.reshape(shape))
     return result

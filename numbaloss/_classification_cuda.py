@@ -20,7 +20,8 @@ from numba import cuda, float64
 
 from . import _cuda
 from ._classification import _ignore_value, _raise_out_of_bounds, _row, _row_overload, class_row_loss, class_target_grad
-from ._cuda import TPB, chunk_bounds, group_max_exp, group_sum, store_block_sum
+from ._dispatch import is_device_array
+from ._cuda import TPB, chunk_bounds, denominator, group_max_exp, group_sum, store_block_sum
 from ._math import like
 from ._validate import check_class_weight, check_ignore_index, check_label_smoothing, class_layout, float_dtype
 
@@ -46,6 +47,69 @@ def _targets_cuda(target, ignore, has_ignore, n_classes, w, cls, part, err):
     store_block_sum(acc, sm, tid, part)
 
 
+@cuda.jit(device=True)
+def _fold1(m, acc, v):
+    """Fold one logit into a lane's online ``(max, sum exp(x - max))``, in the logits' dtype.
+
+    A NaN never becomes the max (comparisons are false) but its exponential
+    makes the sum NaN; a -inf logit adds nothing (-inf - -inf would be NaN).
+    """
+    if v > m:
+        acc = acc * math.exp(m - v)
+        m = v
+    e = math.exp(v - m)
+    return m, acc + (e if v != -math.inf else like(0.0, e))
+
+
+@cuda.jit(device=True)
+def _fold4(m, acc, v0, v1, v2, v3):
+    """:func:`_fold1` of four logits with one rescale: their max first, then four exponentials."""
+    mn = v0 if v0 > m else m
+    mn = v1 if v1 > mn else mn
+    mn = v2 if v2 > mn else mn
+    mn = v3 if v3 > mn else mn
+    if mn > m:
+        acc = acc * math.exp(m - mn)
+        m = mn
+    zero = like(0.0, acc)
+    e0, e1, e2, e3 = math.exp(v0 - m), math.exp(v1 - m), math.exp(v2 - m), math.exp(v3 - m)
+    acc += e0 if v0 != -math.inf else zero
+    acc += e1 if v1 != -math.inf else zero
+    acc += e2 if v2 != -math.inf else zero
+    return m, acc + (e3 if v3 != -math.inf else zero)
+
+
+@cuda.jit(device=True)
+def _smooth_terms(q_acc, d_acc, c, v, t, m, probs, y, w, eps, b):
+    """Add class ``c``'s ``q_c`` to ``Q`` and ``q_c (m - x_c)`` to ``D`` (probabilities), or ``w_c (m - x_c)`` (smoothing)."""
+    if probs:
+        q = t * (1.0 - eps) + b
+        if w.size > 0:
+            q *= w[c]
+        return q_acc + q, d_acc + q * (m - v)
+    if y >= 0:
+        d_acc += (w[c] if w.size > 0 else 1.0) * (m - v)
+    return q_acc, d_acc
+
+
+@cuda.jit(device=True)
+def _grad_entry(gr, c, v, t, mx, a, g, probs, y, wy, w, eps, b):
+    """``gr[c] = g (softmax_c Q - q_c)`` with ``a = Q / s``; the target's own entry in one rounding."""
+    p = float64(math.exp(v - mx))
+    if probs:
+        q = t * (1.0 - eps) + b
+        if w.size > 0:
+            q *= w[c]
+    elif y >= 0:
+        q = b * (w[c] if w.size > 0 else 1.0)
+    else:
+        q = 0.0
+    if c == y:  # written by the lane that owns it (no barrier needed)
+        gr[c] = g * class_target_grad(a, p, wy, eps, b)
+    else:
+        gr[c] = g * (a * p - q)
+
+
 #: Rows of at most this many classes get one warp each (``TPB // 32`` rows per
 #: block, no block barriers); longer rows get a whole block.
 WARP_ROW_MAX_C = 1024
@@ -56,7 +120,7 @@ def _make_ce_rows(G):
     ROWS = TPB // G
 
     @cuda.jit
-    def ce_rows(x, cls, tgt, w, eps, w_total, gscale, gstride, denom, is_mean, loss_rows, grad, S):
+    def ce_rows(x, cls, tgt, w, eps, w_total, gscale, g0, denom, denom0, is_mean, loss_rows, grad, S):
         sm_m = cuda.shared.array(TPB, float64)
         sm_s = cuda.shared.array(TPB, float64)
         tid = cuda.threadIdx.x
@@ -74,15 +138,20 @@ def _make_ce_rows(G):
         b = eps / C
         # Single pass over the logits: each lane keeps an online (max, sum exp(x - max))
         # in the input's dtype (float32 exps for float32 logits), merged in float64.
+        # Eight loads are issued before any of them is used: a bandwidth-bound
+        # loop needs several reads in flight per thread to cover memory latency.
         m = like(-math.inf, xr)
         acc = like(0.0, xr)
-        for c in range(lane, C, G):
-            v = xr[c]
-            if v > m:
-                acc = acc * math.exp(m - v)
-                m = v
-            if v != -math.inf:  # a -inf logit adds nothing (and -inf - -inf would be NaN)
-                acc += math.exp(v - m)
+        c = lane
+        while c + 7 * G < C:
+            v0, v1, v2, v3 = xr[c], xr[c + G], xr[c + 2 * G], xr[c + 3 * G]
+            v4, v5, v6, v7 = xr[c + 4 * G], xr[c + 5 * G], xr[c + 6 * G], xr[c + 7 * G]
+            m, acc = _fold4(m, acc, v0, v1, v2, v3)
+            m, acc = _fold4(m, acc, v4, v5, v6, v7)
+            c += 8 * G
+        while c < C:
+            m, acc = _fold1(m, acc, xr[c])
+            c += G
         m64, ssum = group_max_exp(m, acc, sm_m, sm_s, tid, G)
         if m64 == -math.inf:
             ssum = math.nan  # an all -inf row is NaN, as in torch
@@ -94,15 +163,19 @@ def _make_ce_rows(G):
         if probs or eps > 0.0:  # the same for every row: the reductions stay collective
             q_acc = 0.0
             d_acc = 0.0
-            for c in range(lane, C, G):
-                if probs:
-                    q = tr[c] * (1.0 - eps) + b
-                    if has_w:
-                        q *= w[c]
-                    q_acc += q
-                    d_acc += q * (m64 - xr[c])
-                elif y >= 0:
-                    d_acc += (w[c] if has_w else 1.0) * (m64 - xr[c])
+            c = lane
+            while c + 3 * G < C:
+                v0, v1, v2, v3 = xr[c], xr[c + G], xr[c + 2 * G], xr[c + 3 * G]
+                t0, t1, t2, t3 = (tr[c], tr[c + G], tr[c + 2 * G], tr[c + 3 * G]) if probs else (v0, v1, v2, v3)
+                q_acc, d_acc = _smooth_terms(q_acc, d_acc, c, v0, t0, m64, probs, y, w, eps, b)
+                q_acc, d_acc = _smooth_terms(q_acc, d_acc, c + G, v1, t1, m64, probs, y, w, eps, b)
+                q_acc, d_acc = _smooth_terms(q_acc, d_acc, c + 2 * G, v2, t2, m64, probs, y, w, eps, b)
+                q_acc, d_acc = _smooth_terms(q_acc, d_acc, c + 3 * G, v3, t3, m64, probs, y, w, eps, b)
+                c += 4 * G
+            while c < C:
+                v = xr[c]
+                q_acc, d_acc = _smooth_terms(q_acc, d_acc, c, v, tr[c] if probs else v, m64, probs, y, w, eps, b)
+                c += G
             q_sum = group_sum(q_acc, sm_m, tid, G)
             d_sum = group_sum(d_acc, sm_s, tid, G)
         ls = math.log(ssum)
@@ -121,27 +194,26 @@ def _make_ce_rows(G):
             return
         # The gradient re-reads the row (from L2 for rows up to a few MB): softmax * Q - q.
         gr = _row(grad, n, s_)
-        g = gscale[r * gstride]
+        g = gscale[r] if gscale.size > 0 else g0
         if is_mean:
-            g = g / denom[0]
+            g = g / denominator(denom, denom0)
         a = q_sum / ssum
         if y == -1:
             g = 1.0  # ignored row: torch's 0 * softmax, NaN rows stay NaN
         mx = like(m64, xr)
-        for c in range(lane, C, G):
-            p = float64(math.exp(xr[c] - mx))
-            if probs:
-                q = tr[c] * (1.0 - eps) + b
-                if has_w:
-                    q *= w[c]
-            elif y >= 0:
-                q = b * (w[c] if has_w else 1.0)
-            else:
-                q = 0.0
-            if c == y:  # the target's own entry, written by the lane that owns it (no barrier needed)
-                gr[c] = g * class_target_grad(a, p, wy, eps, b)
-            else:
-                gr[c] = g * (a * p - q)
+        c = lane
+        while c + 3 * G < C:
+            v0, v1, v2, v3 = xr[c], xr[c + G], xr[c + 2 * G], xr[c + 3 * G]
+            t0, t1, t2, t3 = (tr[c], tr[c + G], tr[c + 2 * G], tr[c + 3 * G]) if probs else (v0, v1, v2, v3)
+            _grad_entry(gr, c, v0, t0, mx, a, g, probs, y, wy, w, eps, b)
+            _grad_entry(gr, c + G, v1, t1, mx, a, g, probs, y, wy, w, eps, b)
+            _grad_entry(gr, c + 2 * G, v2, t2, mx, a, g, probs, y, wy, w, eps, b)
+            _grad_entry(gr, c + 3 * G, v3, t3, mx, a, g, probs, y, wy, w, eps, b)
+            c += 4 * G
+        while c < C:
+            v = xr[c]
+            _grad_entry(gr, c, v, tr[c] if probs else v, mx, a, g, probs, y, wy, w, eps, b)
+            c += G
 
     return ce_rows
 
@@ -151,7 +223,7 @@ _ce_rows_block = _make_ce_rows(TPB)
 
 
 @cuda.jit
-def _nll_rows_cuda(x, cls, w, gscale, gstride, denom, is_mean, loss_rows, grad, S):
+def _nll_rows_cuda(x, cls, w, gscale, g0, denom, denom0, is_mean, loss_rows, grad, S):
     """One thread per row: ``-w[y] x[n, y, s]``; the gradient row (zeroed on the host side) gets ``-w[y] g``."""
     r = cuda.grid(1)
     if r >= cls.size:
@@ -165,9 +237,9 @@ def _nll_rows_cuda(x, cls, w, gscale, gstride, denom, is_mean, loss_rows, grad, 
     wy = w[y] if w.size > 0 else 1.0
     loss_rows[r] = -(_row(x, n, s_)[y] * wy)
     if grad.size > 0:
-        g = gscale[r * gstride]
+        g = gscale[r] if gscale.size > 0 else g0
         if is_mean:
-            g = g / denom[0]
+            g = g / denominator(denom, denom0)
         _row(grad, n, s_)[y] = -(wy * g)
 
 
@@ -186,14 +258,15 @@ def _zero(a):
 
 
 def _run(loss, input, target, weight, ignore_index, reduction, label_smoothing, return_grad, grad_output):
-    fam = _cuda.family(input)
-    x = _cuda.prepare_input(input, "input")
-    t = _cuda.prepare_input(target, "target")
+    call = _cuda.Call(input)
+    x = call.input(input, "input")
+    t = call.input(target, "target")
+    in_shape = x.shape
     dtype = float_dtype(x.dtype)
     N, C, S, loss_shape, probs = class_layout(x.shape, t.shape, t.dtype, loss)
     eps = check_label_smoothing(label_smoothing) if loss == "cross_entropy" else 0.0
     ignore_index = check_ignore_index(ignore_index)
-    w = _cuda.device_param(weight, "weight", dtype)
+    w = call.param(weight, "weight", dtype)
     if w.size:
         check_class_weight(w.shape, C)
     M = N * S
@@ -203,76 +276,91 @@ def _run(loss, input, target, weight, ignore_index, reduction, label_smoothing, 
         if not x.is_c_contiguous():
             raise ValueError("input: non-contiguous Numba device arrays with more than 2 dimensions are not supported")
         x = x.reshape(N, C, S)
+    err = None
     if probs:
         if ignore_index >= 0:
             raise ValueError("ignore_index is not supported for floating point target")
         tgt = t.reshape(x.shape) if t.ndim != x.ndim else t
         if np.dtype(tgt.dtype) != dtype:
             raise TypeError(f"probability target on the device must have the input's dtype {dtype}, got {np.dtype(tgt.dtype)}")
-        cls = _cuda.empty(0, np.int64)
-        denom = _cuda.host_scalar_on_device(M)
+        cls = call.nothing(np.int64)
+        denom, denom0 = call.nothing(np.float64), float(M)
     else:
+        # Validated class indices (-1: ignored or out of range, so no kernel reads out of bounds)
+        # and the mean's denominator, on the device; the error buffer is read once, at the end.
         flat = t.reshape(M) if t.ndim != 1 else t
         ignore, has_ignore = _ignore_value(t.dtype, ignore_index)
-        cls = _cuda.empty(M, np.int64)
+        cls = call.empty(M, np.int64)
         nb = _cuda.grid_blocks(M, _cuda.CHUNK)
-        part = _cuda.empty(nb, np.float64)
-        err = _cuda.error_buffer(M)
-        _targets_cuda[nb, TPB](flat, ignore, has_ignore, C, w, cls, part, err)
-        pos = _cuda.first_error(err, M)
-        if pos >= 0:
-            _raise_out_of_bounds(_HostTarget(t), pos, C, ignore_index)
-        denom = _cuda.empty(1, np.float64)
-        _cuda._sum_partials_kernel[1, TPB](part, denom, False, denom)
-        tgt = _cuda.empty((0,) * x.ndim, dtype)
-    gscale, gstride = _grad_scale(reduction, grad_output, loss_shape, return_grad)
-    grad = _cuda.empty(x.shape, dtype) if return_grad else _cuda.empty((0,) * x.ndim, dtype)
-    loss_rows = _cuda.empty(M, np.float64)
+        part = call.empty(nb, np.float64)
+        err = call.error_buffer()
+        call.launch(_targets_cuda, nb, flat, ignore, has_ignore, C, w, cls, part, err)
+        denom, denom0 = call.empty(1, np.float64), 0.0
+        call.launch(_cuda._sum_partials_kernel, 1, part, denom, denom0, False, denom)
+        tgt = call.nothing(dtype, x.ndim)
+    gscale, g0 = _grad_scale(call, reduction, grad_output, loss_shape, return_grad)
+    grad = call.empty(x.shape, dtype) if return_grad else call.nothing(dtype, x.ndim)
+    loss_rows = call.empty(M, np.float64)
     is_mean = reduction == "mean"
-    w_total = float(np.asarray(w.copy_to_host(), np.float64).sum()) if w.size else float(C)
+    w_total = _weight_total(call, weight, w, dtype) if eps > 0.0 and weight is not None else float(C)
     if M:
         if loss == "cross_entropy":
             if C <= WARP_ROW_MAX_C:
                 kern, grid = _ce_rows_warp, _cuda.grid_blocks(M, TPB // _cuda.WARP)
             else:
                 kern, grid = _ce_rows_block, M
-            kern[grid, TPB](x, cls, tgt, w, eps, w_total, gscale, gstride, denom, is_mean, loss_rows, grad, S)
+            call.launch(kern, grid, x, cls, tgt, w, eps, w_total, gscale, g0, denom, denom0, is_mean, loss_rows, grad, S)
         else:
             if return_grad:
-                flatg = grad.reshape(grad.size)
-                _zero[_cuda.grid_blocks(grad.size, TPB), TPB](flatg)
-            _nll_rows_cuda[_cuda.grid_blocks(M, TPB), TPB](x, cls, w, gscale, gstride, denom, is_mean, loss_rows, grad, S)
-    result = _finish(reduction, loss_rows, denom, dtype, loss_shape, fam)
+                call.launch(_zero, _cuda.grid_blocks(grad.size, TPB), grad.reshape(grad.size))
+            call.launch(_nll_rows_cuda, _cuda.grid_blocks(M, TPB), x, cls, w, gscale, g0, denom, denom0, is_mean, loss_rows, grad, S)
+    result = _finish(call, reduction, loss_rows, (denom, denom0), dtype, loss_shape)
+    if err is not None:
+        pos = call.first_error(err)
+        if pos >= 0:
+            _raise_out_of_bounds(_HostTarget(t), pos, C, ignore_index)
     if return_grad:
-        return result, _cuda.wrap(grad.reshape(input.shape), fam)
+        return result, call.result(grad.reshape(in_shape))
     return result
 
 
-def _grad_scale(reduction, grad_output, loss_shape, wanted):
-    """Per-sample scale on the device; ``mean``'s division happens in the kernel (its denominator is on the device)."""
+def _weight_total(call, weight, w, dtype):
+    """``sum_c w_c`` for label smoothing, in float64 from the weights in ``dtype`` (host weights need no copy back)."""
+    host = w.copy_to_host(stream=call.stream) if is_device_array(weight) else np.asarray(weight).astype(dtype)
+    return float(np.asarray(host, np.float64).sum())
+
+
+def _grad_scale(call, reduction, grad_output, loss_shape, wanted):
+    """``(per-sample scales on the device or an empty array, uniform scale)``; ``mean`` divides in the kernel.
+
+    A uniform scale travels as a kernel argument (no copy); a per-sample one
+    (``none`` with an array ``grad_output``) is copied to the device.
+    """
     from ._reduce import grad_scale
 
-    if grad_output is not None and (hasattr(grad_output, "__cuda_array_interface__") or hasattr(grad_output, "__cuda_ndarray__")):
-        grad_output = _cuda.device_view(grad_output, "grad_output").copy_to_host()
+    if grad_output is not None and is_device_array(grad_output):
+        grad_output = call.view(grad_output, "grad_output").copy_to_host(stream=call.stream)
     g, stride = grad_scale(reduction if reduction != "mean" else "sum", grad_output, 1.0, loss_shape, wanted)
-    return cuda.to_device(np.ascontiguousarray(g, np.float64)), stride
+    if stride:
+        return call.to_device(np.ascontiguousarray(g, np.float64)), 0.0
+    return call.nothing(np.float64), float(g[0])
 
 
-def _finish(reduction, loss_rows, denom, dtype, loss_shape, fam):
+def _finish(call, reduction, loss_rows, denominator, dtype, loss_shape):
     """``none``: the per-sample losses in ``dtype``; else a 0-d device array, summed in a fixed order."""
     M = loss_rows.size
     if reduction == "none":
-        out = _cuda.empty(M, dtype)
+        out = call.empty(M, dtype)
         if M:
-            _cast[_cuda.grid_blocks(M, TPB), TPB](loss_rows, out)
-        return _cuda.wrap(out.reshape(loss_shape) if loss_shape else out.reshape(()), fam)
+            call.launch(_cast, _cuda.grid_blocks(M, TPB), loss_rows, out)
+        return call.result(out.reshape(loss_shape) if loss_shape else out.reshape(()))
     nb = _cuda.grid_blocks(M, _cuda.CHUNK)
-    part = _cuda.empty(nb, np.float64)
+    part = call.empty(nb, np.float64)
     if M:
-        _cuda.block_partials[nb, TPB](loss_rows, part)
+        call.launch(_cuda.block_partials, nb, loss_rows, part)
     else:
-        _zero[1, TPB](part)
-    return _cuda.wrap(_cuda.sum_partials(part, denom, reduction == "mean", dtype), fam)
+        call.launch(_zero, 1, part)
+    return _cuda.sum_partials(call, part, denominator, reduction == "mean", dtype)
 
 
 class _HostTarget:

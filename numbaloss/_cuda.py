@@ -5,13 +5,9 @@ Imported only when a CUDA array arrives, so CPU users never import numba.cuda.
 Array families: CuPy arrays, PyTorch CUDA tensors and Numba device arrays all
 expose ``__cuda_array_interface__`` (Numba's simulator arrays expose
 ``__cuda_ndarray__``).  Inputs are viewed as Numba device arrays without a copy
-(``numba.cuda.as_cuda_array``, which honours the interface's ``strides`` and
-synchronizes on its ``stream`` field); results are created as Numba device
-arrays and handed back in the caller's family, again without a copy.
-
-Streams: kernels are launched on Numba's default stream.  Importing an input
-through the array interface first waits on the stream the producer declared, so
-work queued by CuPy or torch on their current stream is ordered before ours.
+(``numba.cuda.as_cuda_array``, which honours the interface's ``strides``);
+results and scratch are allocated by the caller's own library and handed back
+as its arrays.  Streams and devices: see :class:`Call`.
 
 Determinism: no floating-point atomics anywhere.  Every reduction is a fixed
 order per block (warp shuffle butterflies, then the warps' sums through shared
@@ -67,59 +63,164 @@ def family(a):
     return "numba"
 
 
-def device_view(a, name):
-    """A Numba device array viewing ``a`` (no copy where the layout allows one)."""
-    if hasattr(a, "__cuda_ndarray__") or isinstance(a, cuda.devicearray.DeviceNDArray):
-        return a
-    fam = family(a)
-    if fam == "torch":
-        a = a.detach()
-    if not hasattr(a, "__cuda_array_interface__"):
-        raise TypeError(f"{name} must be a CUDA array, got {type(a).__name__}")
-    return cuda.as_cuda_array(a)
+def declared_stream(a):
+    """The stream ``a`` is ordered on, as a raw handle (0: CUDA's legacy default stream).
 
-
-def prepare_input(a, name):
-    """Device view of ``a``; CuPy/torch inputs of 3+ dims are made contiguous by their library."""
-    fam = family(a)
-    if getattr(a, "ndim", 0) > 2 and fam in ("cupy", "torch"):
-        if fam == "torch":
-            a = a.detach().contiguous()
-        else:
-            import cupy
-
-            a = cupy.ascontiguousarray(a)
-    return device_view(a, name)
-
-
-def device_param(p, name, dtype):
-    """weight / pos_weight on the device in ``dtype``: NumPy is copied once, device arrays are used in place."""
-    if p is None:
-        return cuda.device_array(0, dtype)
-    if hasattr(p, "__cuda_array_interface__") or hasattr(p, "__cuda_ndarray__"):
-        d = device_view(p, name)
-        if np.dtype(d.dtype) != dtype:
-            raise TypeError(f"{name} on the device must have the input's dtype {dtype}, got {np.dtype(d.dtype)}")
-        return d
-    host = np.ascontiguousarray(np.asarray(p), dtype=dtype)
-    return cuda.to_device(host)
-
-
-def wrap(d, fam):
-    """Hand a Numba device array back in the caller's array family, without a copy."""
-    if fam == "cupy":
-        import cupy
-
-        return cupy.asarray(d)
-    if fam == "torch":
+    torch tensors: torch's current stream on their device (torch's
+    ``__cuda_array_interface__`` declares none).  Others: the stream their
+    interface declares (CuPy's current stream at export; a Numba array's bound
+    stream); its ``1`` and an absent field both mean the legacy default stream.
+    """
+    if family(a) == "torch":
         import torch
 
-        return torch.as_tensor(d, device="cuda")
-    return d
+        return torch.cuda.current_stream(a.device).cuda_stream
+    cai = getattr(a, "__cuda_array_interface__", None)
+    handle = None if cai is None else cai.get("stream")
+    return 0 if handle in (None, 1) else int(handle)
 
 
-def empty(shape, dtype):
-    return cuda.device_array(shape, dtype)
+def _stream(handle):
+    """A Numba stream object for a raw handle."""
+    return cuda.legacy_default_stream() if handle == 0 else cuda.external_stream(handle)
+
+
+#: The error buffer's "no error" value: eight 0x7F bytes (a byte memset), above any index.
+NO_ERROR = 0x7F7F7F7F7F7F7F7F
+
+#: Zero-size device arrays (absent weight, target or gradient), made once per dtype and rank.
+_NOTHING = {}
+
+
+class Call:
+    """Where one loss call runs on the GPU: its stream, and the array family its results belong to.
+
+    Stream: the one the input's own library is using, so the call is ordered
+    after the work that produced its inputs without the host waiting for it.
+    For a torch tensor that is torch's current stream on the tensor's device
+    (torch's ``__cuda_array_interface__`` declares no stream); for CuPy and other
+    producers, the stream their interface declares (CuPy's current stream at
+    export); for a Numba device array, the stream it is bound to.  Without any,
+    CUDA's legacy default stream.  Every kernel, copy and allocation of the call
+    goes to that stream.  A target, weight or grad_output whose interface
+    declares another stream is waited for (host synchronization on that stream).
+
+    Device: Numba's current device (Numba keeps one CUDA context per host
+    thread).  A torch or CuPy input on another GPU is a clear ValueError rather
+    than a cross-device access.
+
+    Memory: results and scratch come from the family's own allocator (torch's
+    caching allocator, CuPy's memory pool, or Numba's memory manager for Numba
+    arrays), so results are the family's own arrays and nothing is converted on
+    the way out.
+    """
+
+    def __init__(self, input):
+        self.family = family(input)
+        self.device = None
+        if self.family in ("torch", "cupy"):
+            self._lib = __import__(self.family)
+            self.device = input.device
+            self._check_device(input.device.index if self.family == "torch" else input.device.id)
+        self.handle = declared_stream(input)
+        self.stream = _stream(self.handle)
+
+    @staticmethod
+    def _check_device(index):
+        current = cuda.get_current_device().id
+        if index is not None and index != current:
+            raise ValueError(
+                f"input is on CUDA device {index} but Numba's current device in this thread is {current}; "
+                f"select it first (numba.cuda.select_device({index}), or torch.cuda.set_device({index}) "
+                "before the first GPU call)"
+            )
+
+    def view(self, a, name):
+        """A Numba device array viewing ``a``, no copy (strides honoured)."""
+        if family(a) == "torch":
+            a = a.detach()
+        if not (hasattr(a, "__cuda_array_interface__") or hasattr(a, "__cuda_ndarray__")):
+            raise TypeError(f"{name} must be a CUDA array, got {type(a).__name__}")
+        other = declared_stream(a)
+        if other != self.handle:  # produced on another stream: wait for it
+            _stream(other).synchronize()
+        if getattr(a, "__cuda_ndarray__", False):  # already a Numba device array (or the simulator's)
+            return a
+        return cuda.as_cuda_array(a, sync=False)
+
+    def input(self, a, name):
+        """:meth:`view`; CuPy/torch arrays of 3+ dims are made contiguous by their own library first."""
+        if getattr(a, "ndim", 0) > 2 and self.family in ("cupy", "torch") and family(a) == self.family:
+            a = a.detach().contiguous() if self.family == "torch" else self._lib.ascontiguousarray(a)
+        return self.view(a, name)
+
+    def empty(self, shape, dtype):
+        """An uninitialized device array from the family's allocator, as a Numba view."""
+        dtype = np.dtype(dtype)
+        if self.family == "torch":
+            t = self._lib.empty(shape, dtype=getattr(self._lib, dtype.name), device=self.device)
+            return cuda.as_cuda_array(t, sync=False)
+        if self.family == "cupy":
+            with self.device:
+                return cuda.as_cuda_array(self._lib.empty(shape, dtype), sync=False)
+        return cuda.device_array(shape, dtype, stream=self.stream)
+
+    @staticmethod
+    def nothing(dtype, ndim=1):
+        """A zero-size device array (never read or written): an absent optional argument."""
+        key = (np.dtype(dtype), ndim)
+        if key not in _NOTHING:
+            _NOTHING[key] = cuda.device_array((0,) * ndim, key[0])
+        return _NOTHING[key]
+
+    def to_device(self, host):
+        """A host array copied to the device, on the call's stream."""
+        d = self.empty(host.shape, host.dtype)
+        d.copy_to_device(np.ascontiguousarray(host), stream=self.stream)
+        return d
+
+    def param(self, p, name, dtype):
+        """weight / pos_weight on the device in ``dtype``: NumPy is copied once, device arrays are used in place."""
+        if p is None:
+            return self.nothing(dtype)
+        if hasattr(p, "__cuda_array_interface__") or hasattr(p, "__cuda_ndarray__"):
+            d = self.view(p, name)
+            if np.dtype(d.dtype) != dtype:
+                raise TypeError(f"{name} on the device must have the input's dtype {dtype}, got {np.dtype(d.dtype)}")
+            return d
+        return self.to_device(np.ascontiguousarray(np.asarray(p), dtype=dtype))
+
+    def launch(self, kernel, blocks, *args):
+        kernel[blocks, TPB, self.stream](*args)
+
+    def error_buffer(self):
+        """A one-element int64 buffer holding ``NO_ERROR``; kernels ``atomic.min`` an index into it.
+
+        Set by a device memset on the call's stream: no host-to-device copy, which
+        from pageable memory may wait for the stream.
+        """
+        err = self.empty(1, np.int64)
+        if config.ENABLE_CUDASIM:
+            err.copy_to_device(np.array([NO_ERROR], np.int64))
+        else:
+            from numba.cuda.cudadrv.driver import device_memset
+
+            device_memset(err, NO_ERROR & 0xFF, 8, stream=self.stream)
+        return err
+
+    def first_error(self, err):
+        """Index recorded in the error buffer, or -1: the one device-to-host copy (it waits for the call's kernels)."""
+        host = err.copy_to_host(stream=self.stream)
+        self.stream.synchronize()
+        pos = int(host[0])
+        return -1 if pos == NO_ERROR else pos
+
+    def result(self, d):
+        """``d`` (from :meth:`empty`, maybe reshaped) as the family's own array, without a copy."""
+        if self.family == "numba":
+            return d
+        owner = d.gpu_data.owner  # the tensor / CuPy array that :meth:`empty` allocated
+        return owner.view(tuple(d.shape)) if self.family == "torch" else owner.reshape(d.shape)
 
 
 def grid_blocks(n, per_block):
@@ -240,9 +341,16 @@ def block_partials(values, part):
     store_block_sum(acc, sm, tid, part)
 
 
+@cuda.jit(device=True)
+def denominator(denom, denom0):
+    """The mean's denominator: computed on the device (``denom[0]``), or known on the host
+    (``denom0``, with ``denom`` empty), which then costs no copy."""
+    return denom[0] if denom.size > 0 else denom0
+
+
 @cuda.jit
-def _sum_partials_kernel(part, denom, is_mean, result):
-    """One block: ``result[0] = sum(part)`` (``/ denom[0]`` when ``is_mean``), fixed order."""
+def _sum_partials_kernel(part, denom, denom0, is_mean, result):
+    """One block: ``result[0] = sum(part)`` (divided by :func:`denominator` when ``is_mean``), fixed order."""
     sm = cuda.shared.array(TPB, float64)
     tid = cuda.threadIdx.x
     acc = 0.0
@@ -251,27 +359,16 @@ def _sum_partials_kernel(part, denom, is_mean, result):
     total = group_sum(acc, sm, tid, TPB)
     if tid == 0:
         if is_mean:
-            d = denom[0]
+            d = denominator(denom, denom0)
             total = total / d if d != 0.0 else (math.nan if total == 0.0 else total / d)
         result[0] = total
 
 
-def sum_partials(part, denom, is_mean, dtype):
-    """The loss as a 0-d device array of ``dtype``: partials combined on the device."""
-    result = cuda.device_array(1, dtype)
-    _sum_partials_kernel[1, TPB](part, denom, is_mean, result)
-    return result.reshape(())
+def sum_partials(call, part, denom, is_mean, dtype):
+    """The loss as a 0-d device array of ``dtype`` (the call's family): partials combined on the device.
 
-
-def host_scalar_on_device(value):
-    return cuda.to_device(np.array([float(value)]))
-
-
-def first_error(err, n):
-    """Index recorded in the 1-element error buffer, or -1: the one device-to-host copy a check costs."""
-    pos = int(err.copy_to_host()[0])
-    return -1 if pos >= n else pos
-
-
-def error_buffer(n):
-    return cuda.to_device(np.array([n], np.int64))
+    ``denom``: ``(device array, host float)`` as :func:`denominator` takes them.
+    """
+    result = call.empty(1, dtype)
+    call.launch(_sum_partials_kernel, 1, part, denom[0], denom[1], is_mean, result)
+    return call.result(result.reshape(()))

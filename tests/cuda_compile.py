@@ -53,17 +53,19 @@ def signatures():
         D = _arr(dt)
         for lay in ("C", "A"):  # contiguous inputs, and strided views of CuPy/torch arrays
             X = _arr(dt, 1, lay)
-            add(_binary_cuda, "_binary_cuda", (X, X, D, D, b1, F, i64, F, b1, D, D, F, _arr(i64)))
+            add(_binary_cuda, "_binary_cuda", (X, X, D, D, b1, F, f64, f64, b1, D, D, F, _arr(i64)))
         for nd in (2, 3):
             for lay in ("C", "A"):
                 X = _arr(dt, nd, lay)
                 G = _arr(dt, nd)
                 for rows in ("_ce_rows_warp", "_ce_rows_block"):
-                    add(_classification_cuda, rows, (X, _arr(i64), X, D, f64, f64, F, i64, F, b1, F, G, i64))
-                add(_classification_cuda, "_nll_rows_cuda", (X, _arr(i64), D, F, i64, F, b1, F, G, i64))
+                    # class targets (an empty stand-in for the probabilities), then probability targets
+                    add(_classification_cuda, rows, (X, _arr(i64), G, D, f64, f64, F, f64, F, f64, b1, F, G, i64))
+                    add(_classification_cuda, rows, (X, _arr(i64), X, D, f64, f64, F, f64, F, f64, b1, F, G, i64))
+                add(_classification_cuda, "_nll_rows_cuda", (X, _arr(i64), D, F, f64, F, f64, b1, F, G, i64))
         add(_classification_cuda, "_cast", (F, D))
         add(_classification_cuda, "_zero", (D,))
-        add(_cuda, "_sum_partials_kernel", (F, F, b1, D))
+        add(_cuda, "_sum_partials_kernel", (F, F, f64, b1, D))
     for it in (types.int8, types.uint8, types.int32, types.int64, types.uint64):
         add(_classification_cuda, "_targets_cuda", (_arr(it), it, b1, i64, _arr(types.float32), _arr(i64), F, _arr(i64)))
     add(_cuda, "block_partials", (F, F))

@@ -108,6 +108,32 @@ def test_device_matches_torch_edge_values(dtype, rows, monkeypatch):
     assert_close(host(grad), tg, dtype, scale=gs)
 
 
+@needs_torch
+@pytest.mark.parametrize("rows", ["block", "warp"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_long_rows_with_edge_values_match_torch(dtype, rows, monkeypatch):
+    """Rows long enough for the kernels' unrolled loops (eight logits folded per step), with -inf masks,
+    NaN and +inf among them: the batched max/rescale must treat them as the one-at-a-time fold does."""
+    from numbaloss import _classification_cuda
+
+    monkeypatch.setattr(_classification_cuda, "WARP_ROW_MAX_C", 10**9 if rows == "warp" else 0)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5, 520)).astype(dtype) * 3
+    x[0, rng.random(520) < 0.5] = -np.inf  # half masked
+    x[0, 7] = 1.0
+    x[1, 300] = np.nan
+    x[2, :] = -np.inf
+    x[3, 129] = np.inf
+    x[4, :8] = -np.inf  # the first folds see nothing but -inf
+    x[4, 8:] *= 3000
+    t = np.array([7, 2, 5, 0, 400])
+    for kw in ({}, {"label_smoothing": 0.1}):
+        loss, grad = numbaloss.cross_entropy(to_dev(x), to_dev(t), reduction="none", return_grad=True, **kw)
+        tl, tg = run_torch("cross_entropy", x, t, dict(kw, reduction="none"))
+        assert_close(host(loss), tl, dtype)
+        assert_close(host(grad), tg, dtype)
+
+
 def test_out_of_bounds_target_uses_the_error_buffer():
     x = to_dev(np.zeros((4, 3)))
     for bad in (3, -2, 100):
@@ -171,3 +197,145 @@ def test_device_validation_matches_cpu():
 @on_sim
 def test_simulator_is_what_runs_here():
     assert SIM and not numbaloss._dispatch.is_device_array(np.zeros(1))
+
+
+# ------------------------------------------------------------------ streams and families
+class _Producer:
+    """A third-party CUDA array: the interface declares a stream; the data is a (simulator) device array."""
+
+    def __init__(self, host_array, stream):
+        self.dev = to_dev(host_array)
+        self.__cuda_array_interface__ = {
+            "shape": host_array.shape, "typestr": host_array.dtype.str, "data": (0, False), "version": 3, "stream": stream,
+        }
+
+
+@pytest.mark.parametrize(("declared", "handle"), [(None, 0), (1, 0), (2, 2), (0x7F00_1234, 0x7F00_1234)])
+def test_declared_stream_reads_the_interface(declared, handle):
+    from numbaloss import _cuda
+
+    assert _cuda.declared_stream(_Producer(np.zeros(2), declared)) == handle
+    assert _cuda.declared_stream(np.zeros(2)) == 0  # nothing declared: the legacy default stream
+
+
+@on_sim
+def test_kernels_run_on_the_input_stream_and_other_streams_are_waited_for(monkeypatch):
+    """Every launch goes to the stream the input declares; a target on another stream is synchronized first."""
+    from numbaloss import _cuda
+
+    made, synced, launched = [], [], []
+
+    class Stream:
+        def __init__(self, handle):
+            self.handle = handle
+            made.append(handle)
+
+        def synchronize(self):
+            synced.append(self.handle)
+
+    monkeypatch.setattr(_cuda, "_stream", Stream)
+    monkeypatch.setattr(cuda, "as_cuda_array", lambda a, sync=True: (launched.append(("sync", sync)), a.dev)[1], raising=False)
+    original = _cuda.Call.launch
+    monkeypatch.setattr(_cuda.Call, "launch", lambda self, *a: (launched.append(self.stream.handle), original(self, *a))[1])
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 5))
+    t = np.array([0, 4, 2, 1])
+    for target_stream, waits in ((77, []), (99, [99])):
+        made.clear(), synced.clear(), launched.clear()
+        loss, grad = numbaloss.cross_entropy(_Producer(x, 77), _Producer(t, target_stream), return_grad=True)
+        want, want_grad = numbaloss.cross_entropy(x, t, return_grad=True)
+        assert_close(host(loss), want, np.float64)
+        assert_close(host(grad), want_grad, np.float64)
+        # the call's stream; a foreign stream is waited for first, the call's own once, for the error buffer
+        assert made[0] == 77 and synced == waits + [77]
+        assert [s for s in launched if isinstance(s, int)] and all(s == 77 for s in launched if isinstance(s, int))
+        assert ("sync", True) not in launched  # imports never block on the whole stream
+
+
+@on_sim
+def test_input_on_another_device_is_a_clear_error(monkeypatch):
+    from types import SimpleNamespace
+
+    from numbaloss import _cuda
+
+    monkeypatch.setattr(cuda, "get_current_device", lambda: SimpleNamespace(id=0))
+    with pytest.raises(ValueError, match=r"input is on CUDA device 1 but Numba's current device in this thread is 0"):
+        _cuda.Call._check_device(1)
+    _cuda.Call._check_device(0)
+
+
+# The rest needs a real GPU (and the family's library): run by benchmarks/gpu_check.sh.
+on_gpu = pytest.mark.skipif(SIM, reason="needs a real GPU")
+FAMILY_CASES = [
+    ("cross_entropy", {"label_smoothing": 0.1}),
+    ("nll_loss", {"ignore_index": 1}),
+    ("binary_cross_entropy", {}),
+    ("binary_cross_entropy_with_logits", {"pos_weight": np.full(6, 2.0, np.float32)}),
+]
+
+
+def _family_inputs(name, rng):
+    if name in ("cross_entropy", "nll_loss"):
+        return rng.standard_normal((9, 6)).astype(np.float32), rng.integers(0, 6, 9)
+    x = rng.random((9, 6)).astype(np.float32) if name == "binary_cross_entropy" else rng.standard_normal((9, 6)).astype(np.float32)
+    return x, rng.random((9, 6)).astype(np.float32)
+
+
+@on_gpu
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize(("name", "kwargs"), FAMILY_CASES, ids=[c[0] for c in FAMILY_CASES])
+@pytest.mark.parametrize("lib", ["torch", "cupy"])
+def test_families_round_trip_on_gpu(lib, name, kwargs, reduction):
+    """torch CUDA in -> torch CUDA out, CuPy in -> CuPy out; values as on the CPU; inputs untouched."""
+    mod = pytest.importorskip(lib)
+    if lib == "torch" and not mod.cuda.is_available():
+        pytest.skip("torch has no CUDA here")
+    rng = np.random.default_rng(5)
+    x, t = _family_inputs(name, rng)
+    to = (lambda a: mod.as_tensor(a, device="cuda")) if lib == "torch" else mod.asarray
+    back = (lambda a: a.cpu().numpy()) if lib == "torch" else mod.asnumpy
+    dx, dt = to(x), to(t)
+    fn = LOSSES[name][0]
+    want, want_grad = fn(x, t, reduction=reduction, return_grad=True, **kwargs)
+    loss, grad = fn(dx, dt, reduction=reduction, return_grad=True, **kwargs)
+    for got, ref in ((loss, want), (grad, want_grad)):
+        assert type(got) is type(dx) and got.dtype == dx.dtype and tuple(got.shape) == np.shape(ref)
+        assert_close(back(got), ref, np.float32)
+    np.testing.assert_array_equal(back(dx), x)
+    np.testing.assert_array_equal(back(dt), t)
+
+
+@on_gpu
+def test_torch_side_stream_is_respected():
+    """On a non-default torch stream, numbaloss waits for the producing work queued there (no host sync)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA here")
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4096, 1000)).astype(np.float32)
+    t = rng.integers(0, 1000, 4096)
+    want, want_grad = numbaloss.cross_entropy(x, t, return_grad=True)
+    src, dt = torch.as_tensor(x, device="cuda"), torch.as_tensor(t, device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        late = torch.zeros_like(src)
+        torch.cuda._sleep(200_000_000)  # the producer is still busy when numbaloss is called
+        late.copy_(src)
+        loss, grad = numbaloss.cross_entropy(late, dt, return_grad=True)
+        got, got_grad = loss.cpu().numpy(), grad.cpu().numpy()
+    assert_close(got, want, np.float32)
+    assert_close(got_grad, want_grad, np.float32)
+
+
+@on_gpu
+def test_numba_array_bound_to_a_stream():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((33, 70))
+    t = rng.integers(0, 70, 33)
+    s = cuda.stream()
+    loss, grad = numbaloss.cross_entropy(cuda.to_device(x, stream=s), cuda.to_device(t, stream=s), return_grad=True)
+    s.synchronize()
+    want, want_grad = numbaloss.cross_entropy(x, t, return_grad=True)
+    assert_close(host(loss), want, np.float64)
+    assert_close(host(grad), want_grad, np.float64)

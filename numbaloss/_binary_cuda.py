@@ -18,37 +18,51 @@ from ._cuda import TPB, chunk_bounds, store_block_sum
 from ._validate import broadcast_shape, check_same_shape, float_dtype
 
 
+@cuda.jit(device=True)
+def _entry(i, xi, ti, w, pw, logits, gscale, g, out, grad, err):
+    """Element ``i``'s weighted loss (returned; stored when ``out`` is wanted) and its gradient."""
+    wi = w[i] if w.size > 0 else 1.0
+    pwi = pw[i] if pw.size > 0 else 1.0
+    if logits:
+        loss = bce_logits_value(xi, ti, pwi) * wi
+    else:
+        if not (xi >= 0.0 and xi <= 1.0):
+            cuda.atomic.min(err, 0, i)
+        loss = bce_value(xi, ti) * wi
+    if out.size > 0:
+        out[i] = loss
+    if grad.size > 0:
+        gi = gscale[i] if gscale.size > 0 else g
+        if logits:
+            grad[i] = bce_logits_grad(xi, ti, pwi) * wi * gi
+        else:
+            grad[i] = bce_grad(xi, ti) * wi * gi
+    return loss
+
+
 @cuda.jit
 def _binary_cuda(x, t, w, pw, logits, gscale, g0, n, is_mean, out, grad, part, err):
     sm = cuda.shared.array(TPB, float64)
     tid = cuda.threadIdx.x
     lo, hi = chunk_bounds(x.size)
-    has_w = w.size > 0
-    has_pw = pw.size > 0
     acc = 0.0
     g = g0
     if is_mean:
         g = g / n
-    for i in range(lo + tid, hi, TPB):
-        xi = x[i]
-        ti = t[i]
-        wi = w[i] if has_w else 1.0
-        pwi = pw[i] if has_pw else 1.0
-        if logits:
-            loss = bce_logits_value(xi, ti, pwi) * wi
-        else:
-            if not (xi >= 0.0 and xi <= 1.0):
-                cuda.atomic.min(err, 0, i)
-            loss = bce_value(xi, ti) * wi
-        acc += loss
-        if out.size > 0:
-            out[i] = loss
-        if grad.size > 0:
-            gi = gscale[i] if gscale.size > 0 else g
-            if logits:
-                grad[i] = bce_logits_grad(xi, ti, pwi) * wi * gi
-            else:
-                grad[i] = bce_grad(xi, ti) * wi * gi
+    # Four elements' loads (eight with the targets) are issued before any is used:
+    # several reads in flight per thread cover memory latency.
+    i = lo + tid
+    while i + 3 * TPB < hi:
+        x0, x1, x2, x3 = x[i], x[i + TPB], x[i + 2 * TPB], x[i + 3 * TPB]
+        t0, t1, t2, t3 = t[i], t[i + TPB], t[i + 2 * TPB], t[i + 3 * TPB]
+        acc += _entry(i, x0, t0, w, pw, logits, gscale, g, out, grad, err)
+        acc += _entry(i + TPB, x1, t1, w, pw, logits, gscale, g, out, grad, err)
+        acc += _entry(i + 2 * TPB, x2, t2, w, pw, logits, gscale, g, out, grad, err)
+        acc += _entry(i + 3 * TPB, x3, t3, w, pw, logits, gscale, g, out, grad, err)
+        i += 4 * TPB
+    while i < hi:
+        acc += _entry(i, x[i], t[i], w, pw, logits, gscale, g, out, grad, err)
+        i += TPB
     store_block_sum(acc, sm, tid, part)
 
 

@@ -144,6 +144,29 @@ def test_out_of_bounds_target_uses_the_error_buffer():
             numbaloss.nll_loss(x, to_dev(t), return_grad=True)
 
 
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_cross_entropy_with_logits"])
+def test_binary_over_several_chunks_matches_cpu(name):
+    """Enough elements for the unrolled loop (four per thread per step), two blocks and a partial chunk."""
+    rng = np.random.default_rng(12)
+    n = 1500
+    x = rng.random(n) if name == "binary_cross_entropy" else rng.standard_normal(n) * 4
+    t = rng.random(n)
+    kw = {"weight": rng.random(n)}
+    if name == "binary_cross_entropy_with_logits":
+        kw["pos_weight"] = rng.random(n) + 0.5
+    fn = getattr(numbaloss, name)
+    go = rng.standard_normal(n)
+    for reduction, grad_output in (("mean", None), ("none", go)):
+        want, want_grad = fn(x, t, reduction=reduction, return_grad=True, grad_output=grad_output, **kw)
+        loss, grad = fn(to_dev(x), to_dev(t), reduction=reduction, return_grad=True, grad_output=grad_output, **kw)
+        assert_close(host(loss), want, np.float64)
+        assert_close(host(grad), want_grad, np.float64)
+    if name == "binary_cross_entropy":
+        x[[700, 1400]] = [1.25, -0.5]  # the first bad element is reported, from any block
+        with pytest.raises(ValueError, match=r"input\[700\] = 1.25"):
+            fn(to_dev(x), to_dev(t))
+
+
 def test_bce_range_error_on_device():
     p = np.array([0.2, 1.5, 0.3])
     with pytest.raises(ValueError, match=r"all elements of input should be between 0 and 1; input\[1\] = 1.5"):

@@ -7,6 +7,7 @@ reference is a measured device-to-device copy.
 
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -17,13 +18,16 @@ dev = torch.device("cuda")
 CE_SHAPES = ((8192, 32000), (4096, 128000))
 BCE_N = 1 << 26
 COPY_N = 1 << 28
+#: Timed repeats per measurement (the best is kept).
+REPEATS = 20
 
 
 def count(n):
     return f"2^{n.bit_length() - 1}" if n & (n - 1) == 0 else str(n)
 
 
-def cuda_time(fn, repeats=20):
+def cuda_time(fn, repeats=None):
+    repeats = repeats or REPEATS
     fn()
     torch.cuda.synchronize()
     best = float("inf")
@@ -108,6 +112,14 @@ def main():
         t_torch = cuda_time(lambda: tf(x, t))
         nbytes = 2 * n * 4
         print(f"| {name} {count(n)} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x | {nbytes / t_ours / 1e9:.0f} | {100 * nbytes / t_ours / bw:.0f}% |")
+    print("\nThe cross-entropy row kernel alone (its own bandwidth, without the call's host work and small kernels):\n")
+    print("| kernel (float32) | ms | GB/s | % of copy BW |\n|---|---:|---:|---:|")
+    for (n, c) in CE_SHAPES:
+        for fused in (False, True):
+            t_k, nbytes = row_kernel_time(n, c, fused)
+            label = f"rows {n}x{c} {'fwd+grad' if fused else 'fwd'}"
+            print(f"| {label} | {t_k * 1e3:.3f} | {nbytes / t_k / 1e9:.0f} | {100 * nbytes / t_k / bw:.0f}% |")
+
     print("\nBack to back (10 calls between two events, per call): the host may queue ahead of the GPU")
     print("except where a call reads its error buffer (cross_entropy's targets, BCE's range check).\n")
     print("| workload (float32) | numbaloss ms/call | torch ms/call | speedup |\n|---|---:|---:|---:|")
@@ -120,8 +132,8 @@ def main():
         (f"binary_cross_entropy_with_logits {count(BCE_N)}", lambda: numbaloss.binary_cross_entropy_with_logits(xb, tb),
          lambda: F.binary_cross_entropy_with_logits(xb, tb)),
     ):
-        t_ours = cuda_time(lambda: [ours() for _ in range(10)], repeats=5) / 10
-        t_torch = cuda_time(lambda: [theirs() for _ in range(10)], repeats=5) / 10
+        t_ours = cuda_time(lambda: [ours() for _ in range(10)], repeats=min(5, REPEATS)) / 10
+        t_torch = cuda_time(lambda: [theirs() for _ in range(10)], repeats=min(5, REPEATS)) / 10
         print(f"| {label} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x |")
     del x, xb, tb
 
@@ -138,7 +150,32 @@ def main():
         print(f"| {label} | {wall_time(ours) * 1e6:.0f} | {wall_time(theirs) * 1e6:.0f} |")
 
 
-def wall_time(fn, repeats=200):
+def row_kernel_time(n, c, fused):
+    """Time one launch of the cross-entropy row kernel on prepared Numba arrays (mean, valid class targets).
+
+    Bytes counted: the logits read once, plus the gradient written when ``fused``.
+    """
+    from numba import cuda
+
+    from numbaloss import _classification_cuda as cc
+    from numbaloss import _cuda
+
+    rng = np.random.default_rng(0)
+    x = cuda.to_device(rng.standard_normal((n, c), dtype=np.float32))
+    cls = cuda.to_device(rng.integers(0, c, n))
+    call = _cuda.Call(x)
+    loss_rows = call.empty(n, np.float64)
+    grad = call.empty((n, c), np.float32) if fused else call.nothing(np.float32, 2)
+    denom = call.to_device(np.array([float(n)]))
+    kern, grid = (cc._ce_rows_warp, -(-n // (_cuda.TPB // _cuda.WARP))) if c <= cc.WARP_ROW_MAX_C else (cc._ce_rows_block, n)
+    args = (x, cls, call.nothing(np.float32, 2), call.nothing(np.float32), 0.0, float(c), call.nothing(np.float64), 1.0,
+            denom, 0.0, True, loss_rows, grad, 1)
+    t = cuda_time(lambda: call.launch(kern, grid, *args))
+    return t, n * c * 4 * (2 if fused else 1)
+
+
+def wall_time(fn, repeats=None):
+    repeats = repeats or 10 * REPEATS
     fn()
     torch.cuda.synchronize()
     best = float("inf")

@@ -270,6 +270,7 @@ def _run(loss, input, target, weight, ignore_index, reduction, label_smoothing, 
     if w.size:
         check_class_weight(w.shape, C)
     M = N * S
+    is_mean = reduction == "mean"
     if x.ndim == 1:
         x = x.reshape(1, C)
     elif x.ndim > 2:
@@ -295,13 +296,14 @@ def _run(loss, input, target, weight, ignore_index, reduction, label_smoothing, 
         part = call.empty(nb, np.float64)
         err = call.error_buffer()
         call.launch(_targets_cuda, nb, flat, ignore, has_ignore, C, w, cls, part, err)
-        denom, denom0 = call.empty(1, np.float64), 0.0
-        call.launch(_cuda._sum_partials_kernel, 1, part, denom, denom0, False, denom)
+        denom, denom0 = part, 0.0  # the weights' partials: the final sum divides by their sum
+        if is_mean and return_grad:  # the row kernel scales the gradient: sum them first
+            denom = call.empty(1, np.float64)
+            call.launch(_cuda._sum_partials_kernel, 1, part, call.nothing(np.float64), 0.0, False, denom)
         tgt = call.nothing(dtype, x.ndim)
     gscale, g0 = _grad_scale(call, reduction, grad_output, loss_shape, return_grad)
     grad = call.empty(x.shape, dtype) if return_grad else call.nothing(dtype, x.ndim)
     loss_rows = call.empty(M, np.float64)
-    is_mean = reduction == "mean"
     w_total = _weight_total(call, weight, w, dtype) if eps > 0.0 and weight is not None else float(C)
     if M:
         if loss == "cross_entropy":

@@ -349,17 +349,23 @@ def denominator(denom, denom0):
 
 
 @cuda.jit
-def _sum_partials_kernel(part, denom, denom0, is_mean, result):
-    """One block: ``result[0] = sum(part)`` (divided by :func:`denominator` when ``is_mean``), fixed order."""
+def _sum_partials_kernel(part, dpart, denom0, is_mean, result):
+    """One block: ``result[0] = sum(part)``, divided for ``is_mean`` by ``sum(dpart)`` (``denom0`` when
+    ``dpart`` is empty).  Fixed order: a one-element ``dpart`` is its own sum, and per-block weight
+    partials sum exactly as a separate pass over them would."""
     sm = cuda.shared.array(TPB, float64)
     tid = cuda.threadIdx.x
     acc = 0.0
     for i in range(tid, part.size, TPB):
         acc += part[i]
+    dacc = 0.0
+    for i in range(tid, dpart.size, TPB):
+        dacc += dpart[i]
     total = group_sum(acc, sm, tid, TPB)
+    dsum = group_sum(dacc, sm, tid, TPB)
     if tid == 0:
         if is_mean:
-            d = denominator(denom, denom0)
+            d = dsum if dpart.size > 0 else denom0
             total = total / d if d != 0.0 else (math.nan if total == 0.0 else total / d)
         result[0] = total
 
@@ -367,7 +373,8 @@ def _sum_partials_kernel(part, denom, denom0, is_mean, result):
 def sum_partials(call, part, denom, is_mean, dtype):
     """The loss as a 0-d device array of ``dtype`` (the call's family): partials combined on the device.
 
-    ``denom``: ``(device array, host float)`` as :func:`denominator` takes them.
+    ``denom``: ``(device partials, host float)``: the mean divides by the partials' sum (the host
+    float when there are none).
     """
     result = call.empty(1, dtype)
     call.launch(_sum_partials_kernel, 1, part, denom[0], denom[1], is_mean, result)

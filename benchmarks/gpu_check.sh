@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The real-GPU check of the CUDA backend, as one command (about 3-6 minutes on an H100/H200):
+# The real-GPU check of the CUDA backend, as one command (each step capped at 4 minutes; never run yet):
 #   1. the CUDA test suite on the device (no simulator),
 #   2. values and gradients against torch CUDA, and timings against torch.nn.functional
 #      (CUDA events, best of repeats) with GB/s and % of the measured copy bandwidth.

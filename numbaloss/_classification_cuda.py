@@ -80,12 +80,19 @@ def _fold4(m, acc, v0, v1, v2, v3):
 
 
 @cuda.jit(device=True)
+def _prob_share(c, t, w, eps, b):
+    """A probability target's ``q_c = w_c (t_c (1 - eps) + eps / C)`` (``b = eps / C``)."""
+    q = t * (1.0 - eps) + b
+    if w.size > 0:
+        q *= w[c]
+    return q
+
+
+@cuda.jit(device=True)
 def _smooth_terms(q_acc, d_acc, c, v, t, m, probs, y, w, eps, b):
     """Add class ``c``'s ``q_c`` to ``Q`` and ``q_c (m - x_c)`` to ``D`` (probabilities), or ``w_c (m - x_c)`` (smoothing)."""
     if probs:
-        q = t * (1.0 - eps) + b
-        if w.size > 0:
-            q *= w[c]
+        q = _prob_share(c, t, w, eps, b)
         return q_acc + q, d_acc + q * (m - v)
     if y >= 0:
         d_acc += (w[c] if w.size > 0 else 1.0) * (m - v)
@@ -97,9 +104,7 @@ def _grad_entry(gr, c, v, t, mx, a, g, probs, y, wy, w, eps, b):
     """``gr[c] = g (softmax_c Q - q_c)`` with ``a = Q / s``; the target's own entry in one rounding."""
     p = float64(math.exp(v - mx))
     if probs:
-        q = t * (1.0 - eps) + b
-        if w.size > 0:
-            q *= w[c]
+        q = _prob_share(c, t, w, eps, b)
     elif y >= 0:
         q = b * (w[c] if w.size > 0 else 1.0)
     else:

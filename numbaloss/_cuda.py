@@ -22,6 +22,7 @@ import numpy as np
 from numba import config, cuda, float64
 
 from . import _math
+from ._dispatch import is_device_array
 
 
 #: Threads per block of every kernel (a power of two: the tree reductions halve it).
@@ -139,7 +140,7 @@ class Call:
         """A Numba device array viewing ``a``, no copy (strides honoured)."""
         if family(a) == "torch":
             a = a.detach()
-        if not (hasattr(a, "__cuda_array_interface__") or hasattr(a, "__cuda_ndarray__")):
+        if not is_device_array(a):
             raise TypeError(f"{name} must be a CUDA array, got {type(a).__name__}")
         other = declared_stream(a)
         if other != self.handle:  # produced on another stream: wait for it
@@ -183,7 +184,7 @@ class Call:
         """weight / pos_weight on the device in ``dtype``: NumPy is copied once, device arrays are used in place."""
         if p is None:
             return self.nothing(dtype)
-        if hasattr(p, "__cuda_array_interface__") or hasattr(p, "__cuda_ndarray__"):
+        if is_device_array(p):
             d = self.view(p, name)
             if np.dtype(d.dtype) != dtype:
                 raise TypeError(f"{name} on the device must have the input's dtype {dtype}, got {np.dtype(d.dtype)}")

@@ -157,17 +157,17 @@ def row_kernel_time(n, c, fused):
     """
     from numba import cuda
 
-    from numbaloss import _classification_cuda as cc
-    from numbaloss import _cuda
+    from numbaloss.core import cuda_host, cuda_reduce
+    from numbaloss.losses.classification import cuda as cc
 
     rng = np.random.default_rng(0)
     x = cuda.to_device(rng.standard_normal((n, c), dtype=np.float32))
     cls = cuda.to_device(rng.integers(0, c, n))
-    call = _cuda.Call(x)
+    call = cuda_host.Call(x)
     loss_rows = call.empty(n, np.float64)
     grad = call.empty((n, c), np.float32) if fused else call.nothing(np.float32, 2)
     denom = call.to_device(np.array([float(n)]))
-    kern, grid = (cc._ce_rows_warp, -(-n // (_cuda.TPB // _cuda.WARP))) if c <= cc.WARP_ROW_MAX_C else (cc._ce_rows_block, n)
+    kern, grid = (cc._ce_rows_warp, -(-n // (cuda_reduce.TPB // cuda_reduce.WARP))) if c <= cc.WARP_ROW_MAX_C else (cc._ce_rows_block, n)
     args = (x, cls, call.nothing(np.float32, 2), call.nothing(np.float32), 0.0, float(c), call.nothing(np.float64), 1.0,
             denom, 0.0, True, loss_rows, grad, 1)
     t = cuda_time(lambda: call.launch(kern, grid, *args))

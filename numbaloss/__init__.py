@@ -1,18 +1,11 @@
 """numbaloss: PyTorch's loss functions on NumPy (and CUDA) arrays, values and gradients, compiled with Numba."""
 
-from ._binary import binary_cross_entropy, binary_cross_entropy_with_logits
-from ._classification import cross_entropy, nll_loss
-from .modules import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, NLLLoss
+from . import modules
+from .core.registry import REGISTRY
+from .losses import *  # noqa: F403
+from .losses import __all__ as _functions
+from .modules import *  # noqa: F403
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "cross_entropy",
-    "nll_loss",
-    "binary_cross_entropy",
-    "binary_cross_entropy_with_logits",
-    "CrossEntropyLoss",
-    "NLLLoss",
-    "BCELoss",
-    "BCEWithLogitsLoss",
-]
+__all__ = list(_functions) + list(modules.__all__)

@@ -225,34 +225,49 @@ def plot(rows, path):
 
 
 # ------------------------------------------------------------ JIT and accuracy
+def sample_inputs(spec, n, dtype, rng, classes=10):
+    """Data arrays for any registered loss, about ``n`` input elements: class targets for the
+    classification family, else same-shape targets (inputs in [0, 1] where the loss checks a domain)."""
+    from numbaloss.core.elementwise import Elementwise, no_check
+
+    if not isinstance(spec.family, Elementwise):
+        rows = max(1, n // classes)
+        return rng.standard_normal((rows, classes)).astype(dtype), rng.integers(0, classes, rows)
+    x = rng.random(n) if spec.family.check is not no_check else rng.standard_normal(n)
+    return x.astype(dtype), rng.random(n).astype(dtype)
+
+
 _FIRST_CALLS = r"""
-import time
+import sys, time
 t0 = time.perf_counter()
 import numpy as np, numbaloss
-t1 = time.perf_counter()
-x = np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32)
-y = np.arange(8) % 5
-p = 1 / (1 + np.exp(-x))
-out = [time.perf_counter()]
-for call in (lambda: numbaloss.cross_entropy(x, y), lambda: numbaloss.nll_loss(x, y),
-             lambda: numbaloss.binary_cross_entropy(p, p), lambda: numbaloss.binary_cross_entropy_with_logits(x, p)):
-    call(); out.append(time.perf_counter())
-print(t1 - t0, *[b - a for a, b in zip(out, out[1:])])
+from numbaloss.bench import sample_inputs
+print("import", time.perf_counter() - t0)
+for name, spec in numbaloss.REGISTRY.items():
+    for label, n in (("small", 64), ("large", 1 << 18)):
+        arrays = sample_inputs(spec, n, np.float32, np.random.default_rng(0))
+        t0 = time.perf_counter()
+        spec.fn(*arrays, return_grad=True)
+        print(name, label, time.perf_counter() - t0)
 """
 
 
 def jit_costs():
-    """Import time and the first call of each loss in fresh processes: cold cache, then warm."""
+    """Import time and, per loss, the first small call (serial kernels) and the first large call
+    (parallel kernels), float32 with gradient, in fresh processes: cold cache, then warm."""
     results = {}
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        for label in ("cold cache", "warm cache"):
+        for label in ("cold", "warm"):
             out = subprocess.run([sys.executable, "-c", _FIRST_CALLS], env=env, capture_output=True, text=True, check=True)
-            results[label] = [float(v) for v in out.stdout.split()]
-    names = ["import", "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
-    lines = ["| | " + " | ".join(names) + " | import + all four |", "|---" * (len(names) + 2) + "|"]
-    for label, vals in results.items():
-        lines.append(f"| {label} | " + " | ".join(f"{v:.2f} s" for v in vals) + f" | {sum(vals):.2f} s |")
+            for line in out.stdout.splitlines():
+                *key, value = line.split()
+                results.setdefault(" ".join(key), {})[label] = float(value)
+    lines = ["| first call (float32, with gradient) | cold cache | warm cache |", "|---|---:|---:|"]
+    for key, v in results.items():
+        lines.append(f"| {key} | {v['cold']:.2f} s | {v['warm']:.2f} s |")
+    total = {label: sum(v[label] for v in results.values()) for label in ("cold", "warm")}
+    lines.append(f"| import + every first call | {total['cold']:.2f} s | {total['warm']:.2f} s |")
     return "\n".join(lines)
 
 

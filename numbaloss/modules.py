@@ -1,57 +1,45 @@
-"""``torch.nn``-style loss objects: the options are fixed at construction, the call takes the data."""
+"""``torch.nn``-style loss objects, one class per registered loss, made from the registry.
 
-from ._binary import binary_cross_entropy, binary_cross_entropy_with_logits
-from ._classification import cross_entropy, nll_loss
+The options are fixed at construction (the function's parameters after its data
+arrays, same names, order and defaults); the call takes the data arrays.
+"""
+
+import inspect
+
+from . import losses  # noqa: F401  (registers every loss)
+from .core.registry import REGISTRY
+
+#: Keyword-only arguments of every loss function that belong to the call, not to the object.
+CALL_ARGS = ("return_grad", "grad_output")
 
 
 class _Loss:
-    _fn = None
-    _options = ()
+    spec = None
 
-    def __init__(self, **options):
-        self._kwargs = options
-        for name, value in options.items():
+    def __init__(self, *args, **kwargs):
+        bound = self.__signature__.bind(*args, **kwargs)
+        bound.apply_defaults()
+        self._kwargs = dict(bound.arguments)
+        for name, value in self._kwargs.items():
             setattr(self, name, value)
 
-    def __call__(self, input, target, *, return_grad=False, grad_output=None):
-        return type(self)._fn(input, target, **self._kwargs, return_grad=return_grad, grad_output=grad_output)
+    def __call__(self, *arrays, return_grad=False, grad_output=None):
+        return self.spec.fn(*arrays, **self._kwargs, return_grad=return_grad, grad_output=grad_output)
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self._kwargs.items() if k != "weight" or v is not None)
+        args = ", ".join(f"{k}={v!r}" for k, v in self._kwargs.items() if k not in self.spec.params or v is not None)
         return f"{type(self).__name__}({args})"
 
 
-class CrossEntropyLoss(_Loss):
-    """Callable form of :func:`numbaloss.cross_entropy` (like ``torch.nn.CrossEntropyLoss``)."""
-
-    _fn = staticmethod(cross_entropy)
-
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-        super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
-
-
-class NLLLoss(_Loss):
-    """Callable form of :func:`numbaloss.nll_loss` (like ``torch.nn.NLLLoss``)."""
-
-    _fn = staticmethod(nll_loss)
-
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
-        super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction)
+def _make_class(spec):
+    params = inspect.signature(spec.fn).parameters.values()
+    options = [p for p in params if p.name not in spec.arrays and p.name not in CALL_ARGS]
+    sig = inspect.Signature([p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in options])
+    doc = f"Callable form of :func:`numbaloss.{spec.name}` (like ``torch.nn.{spec.module}``)."
+    return type(spec.module, (_Loss,), {"spec": spec, "__signature__": sig, "__doc__": doc, "__module__": __name__})
 
 
-class BCELoss(_Loss):
-    """Callable form of :func:`numbaloss.binary_cross_entropy` (like ``torch.nn.BCELoss``)."""
+for _spec in REGISTRY.values():
+    globals()[_spec.module] = _make_class(_spec)
 
-    _fn = staticmethod(binary_cross_entropy)
-
-    def __init__(self, weight=None, reduction="mean"):
-        super().__init__(weight=weight, reduction=reduction)
-
-
-class BCEWithLogitsLoss(_Loss):
-    """Callable form of :func:`numbaloss.binary_cross_entropy_with_logits` (like ``torch.nn.BCEWithLogitsLoss``)."""
-
-    _fn = staticmethod(binary_cross_entropy_with_logits)
-
-    def __init__(self, weight=None, reduction="mean", pos_weight=None):
-        super().__init__(weight=weight, reduction=reduction, pos_weight=pos_weight)
+__all__ = [spec.module for spec in REGISTRY.values()]

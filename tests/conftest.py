@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import numbaloss
-from tests import reference
+from tests import cases, reference
 
 try:
     import torch
@@ -28,17 +28,17 @@ TOL = {
     np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
 }
 
-#: name -> (numbaloss function, reference function, torch function name)
-LOSSES = {
-    "cross_entropy": (numbaloss.cross_entropy, reference.cross_entropy, "cross_entropy"),
-    "nll_loss": (numbaloss.nll_loss, reference.nll_loss, "nll_loss"),
-    "binary_cross_entropy": (numbaloss.binary_cross_entropy, reference.binary_cross_entropy, "binary_cross_entropy"),
-    "binary_cross_entropy_with_logits": (
-        numbaloss.binary_cross_entropy_with_logits,
-        reference.binary_cross_entropy_with_logits,
-        "binary_cross_entropy_with_logits",
-    ),
+#: The test table: one row of facts per loss (its float64 reference and its case maker in
+#: tests/cases.py).  A registered loss without a row fails tests/test_registry.py.
+FACTS = {
+    "cross_entropy": (reference.cross_entropy, cases.class_case),
+    "nll_loss": (reference.nll_loss, cases.class_case),
+    "binary_cross_entropy": (reference.binary_cross_entropy, cases.binary_case),
+    "binary_cross_entropy_with_logits": (reference.binary_cross_entropy_with_logits, cases.binary_case),
 }
+
+#: name -> (numbaloss function, reference function, torch function name), from the registry.
+LOSSES = {name: (spec.fn, FACTS[name][0], name) for name, spec in numbaloss.REGISTRY.items() if name in FACTS}
 
 
 def assert_close(actual, expected, dtype, scale=None):

@@ -39,50 +39,61 @@ def _arr(dtype, ndim=1, layout="C"):
 
 
 def signatures():
-    """kernel name -> argument-type tuples, as the host code launches them (float32 and float64)."""
-    from numbaloss import _binary_cuda, _classification_cuda, _cuda
+    """(label, kernel) -> argument-type tuples, as the host code launches them (float32 and float64).
+
+    Elementwise losses are enumerated from the registry: every loss registered on
+    the elementwise template gets its kernel compiled, with no entry here.
+    """
+    import numbaloss
+    from numbaloss.core import cuda_host, cuda_reduce, elementwise_cuda
+    from numbaloss.losses.classification import cuda as classification_cuda
 
     f64, i64, b1 = types.float64, types.int64, types.boolean
     F = _arr(f64)
+    I = _arr(i64)
     out = {}
 
-    def add(module, name, sig):
-        out.setdefault((module, name), []).append(sig)
+    def add(module, name, sig, kernel=None):
+        key = (f"{module.__name__.split('.')[-1]}.{name}", kernel or getattr(module, name))
+        out.setdefault(key, []).append(sig)
 
+    template = [s for s in numbaloss.REGISTRY.values() if s.cuda == elementwise_cuda.__name__]
     for dt in (types.float32, types.float64):
         D = _arr(dt)
         for lay in ("C", "A"):  # contiguous inputs, and strided views of CuPy/torch arrays
             X = _arr(dt, 1, lay)
-            add(_binary_cuda, "_binary_cuda", (X, X, D, D, b1, F, f64, f64, b1, D, D, F, _arr(i64)))
+            for spec in template:
+                add(elementwise_cuda, spec.name, (X, X, D, I, D, I, f64, F, f64, f64, b1, D, D, F, I), elementwise_cuda.kernel_of(spec))
         for nd in (2, 3):
             for lay in ("C", "A"):
                 X = _arr(dt, nd, lay)
                 G = _arr(dt, nd)
                 for rows in ("_ce_rows_warp", "_ce_rows_block"):
                     # class targets (an empty stand-in for the probabilities), then probability targets
-                    add(_classification_cuda, rows, (X, _arr(i64), G, D, f64, f64, F, f64, F, f64, b1, F, G, i64))
-                    add(_classification_cuda, rows, (X, _arr(i64), X, D, f64, f64, F, f64, F, f64, b1, F, G, i64))
-                add(_classification_cuda, "_nll_rows_cuda", (X, _arr(i64), D, F, f64, F, f64, b1, F, G, i64))
-        add(_classification_cuda, "_cast", (F, D))
-        add(_classification_cuda, "_zero", (D,))
-        add(_cuda, "_sum_partials_kernel", (F, F, f64, b1, D))
+                    add(classification_cuda, rows, (X, I, G, D, f64, f64, F, f64, F, f64, b1, F, G, i64))
+                    add(classification_cuda, rows, (X, I, X, D, f64, f64, F, f64, F, f64, b1, F, G, i64))
+                add(classification_cuda, "_nll_rows_cuda", (X, I, D, F, f64, F, f64, b1, F, G, i64))
+        add(cuda_host, "cast_kernel", (F, D))
+        add(cuda_host, "zero_kernel", (D,))
+        add(cuda_reduce, "sum_partials_kernel", (F, F, f64, b1, D))
     for it in (types.int8, types.uint8, types.int32, types.int64, types.uint64):
-        add(_classification_cuda, "_targets_cuda", (_arr(it), it, b1, i64, _arr(types.float32), _arr(i64), F, _arr(i64)))
-    add(_cuda, "block_partials", (F, F))
+        add(classification_cuda, "_targets_cuda", (_arr(it), it, b1, i64, _arr(types.float32), I, F, I))
+    add(cuda_reduce, "block_partials", (F, F))
     return out
 
 
 def kernels():
-    """Every ``@cuda.jit`` kernel (not device function) defined in numbaloss."""
+    """Every ``@cuda.jit`` kernel (not device function) defined at module level in numbaloss."""
     from numba.cuda.dispatcher import CUDADispatcher
 
-    from numbaloss import _binary_cuda, _classification_cuda, _cuda
+    from numbaloss.core import cuda_host, cuda_reduce, elementwise_cuda
+    from numbaloss.losses.classification import cuda as classification_cuda
 
     found = set()
-    for module in (_cuda, _binary_cuda, _classification_cuda):
+    for module in (cuda_host, cuda_reduce, elementwise_cuda, classification_cuda):
         for name, obj in vars(module).items():
             if isinstance(obj, CUDADispatcher) and not obj.targetoptions.get("device") and obj.py_func.__module__ == module.__name__:
-                found.add((module, name))
+                found.add(obj)
     return found
 
 
@@ -117,13 +128,14 @@ def main():
     cc = _patch_compute_capability()
     table = signatures()
     failures = 0
-    missing = sorted(f"{m.__name__}.{n}" for m, n in kernels() - set(table))
+    listed = {kernel for _, kernel in table}
+    missing = sorted(f"{k.py_func.__module__}.{k.py_func.__name__}" for k in kernels() - listed)
     for name in missing:
         print(f"MISSING {name}: no signature listed in tests/cuda_compile.py")
-    for (module, name), sigs in table.items():
-        py_func = getattr(module, name).py_func
+    for (name, kernel), sigs in table.items():
+        py_func = kernel.py_func
         for sig in sigs:
-            label = f"{module.__name__.split('.')[-1]}.{name}({', '.join(map(str, sig))})"
+            label = f"{name}({', '.join(map(str, sig))})"
             try:
                 ptx, _ = cuda.compile_ptx(py_func, sig, cc=cc)
             except Exception as e:  # report every failure, not just the first

@@ -73,9 +73,9 @@ def test_device_matches_cpu(case, reduction, dtype):
 @pytest.mark.parametrize("shape", [(3, 1100), (2, 4, 3)], ids=lambda s: "x".join(map(str, s)))
 def test_block_and_warp_rows_match_cpu(shape, option, rows, monkeypatch):
     """Both cross-entropy row kernels (a warp per row, a block per row) on long and short rows."""
-    from numbaloss import _classification_cuda
+    from numbaloss.losses.classification import cuda as classification_cuda
 
-    monkeypatch.setattr(_classification_cuda, "WARP_ROW_MAX_C", 10**9 if rows == "warp" else 0)
+    monkeypatch.setattr(classification_cuda, "WARP_ROW_MAX_C", 10**9 if rows == "warp" else 0)
     rng = np.random.default_rng(shape[1])
     x, t, kwargs = class_case("cross_entropy", shape, np.float32, option, rng)
     want, want_grad = numbaloss.cross_entropy(x, t, reduction="none", return_grad=True, **kwargs)
@@ -88,9 +88,9 @@ def test_block_and_warp_rows_match_cpu(shape, option, rows, monkeypatch):
 @pytest.mark.parametrize("rows", ["block", "warp"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_device_matches_torch_edge_values(dtype, rows, monkeypatch):
-    from numbaloss import _classification_cuda
+    from numbaloss.losses.classification import cuda as classification_cuda
 
-    monkeypatch.setattr(_classification_cuda, "WARP_ROW_MAX_C", 10**9 if rows == "warp" else 0)
+    monkeypatch.setattr(classification_cuda, "WARP_ROW_MAX_C", 10**9 if rows == "warp" else 0)
     inf, nan = np.inf, np.nan
     x = np.array([[0.0, -inf, 1.0, 2.0], [nan, 1.0, 2.0, 0.0], [-inf, -inf, -inf, -inf], [1e4, -1e4, 0.0, 3.0]], dtype)
     t = np.array([0, 1, 2, 3])
@@ -114,9 +114,9 @@ def test_device_matches_torch_edge_values(dtype, rows, monkeypatch):
 def test_long_rows_with_edge_values_match_torch(dtype, rows, monkeypatch):
     """Rows long enough for the kernels' unrolled loops (eight logits folded per step), with -inf masks,
     NaN and +inf among them: the batched max/rescale must treat them as the one-at-a-time fold does."""
-    from numbaloss import _classification_cuda
+    from numbaloss.losses.classification import cuda as classification_cuda
 
-    monkeypatch.setattr(_classification_cuda, "WARP_ROW_MAX_C", 10**9 if rows == "warp" else 0)
+    monkeypatch.setattr(classification_cuda, "WARP_ROW_MAX_C", 10**9 if rows == "warp" else 0)
     rng = np.random.default_rng(11)
     x = rng.standard_normal((5, 520)).astype(dtype) * 3
     x[0, rng.random(520) < 0.5] = -np.inf  # half masked
@@ -217,9 +217,10 @@ def test_device_validation_matches_cpu():
         numbaloss.cross_entropy(x, to_dev(np.array([0, 1])), weight=to_dev(np.ones(3)))
 
 
-@on_sim
-def test_simulator_is_what_runs_here():
-    assert SIM and not numbaloss._dispatch.is_device_array(np.zeros(1))
+def test_device_arrays_are_recognised():
+    from numbaloss.core.dispatch import is_device_array
+
+    assert is_device_array(to_dev(np.zeros(1))) and not is_device_array(np.zeros(1))
 
 
 # ------------------------------------------------------------------ streams and families
@@ -235,16 +236,16 @@ class _Producer:
 
 @pytest.mark.parametrize(("declared", "handle"), [(None, 0), (1, 0), (2, 2), (0x7F00_1234, 0x7F00_1234)])
 def test_declared_stream_reads_the_interface(declared, handle):
-    from numbaloss import _cuda
+    from numbaloss.core import cuda_host
 
-    assert _cuda.declared_stream(_Producer(np.zeros(2), declared)) == handle
-    assert _cuda.declared_stream(np.zeros(2)) == 0  # nothing declared: the legacy default stream
+    assert cuda_host.declared_stream(_Producer(np.zeros(2), declared)) == handle
+    assert cuda_host.declared_stream(np.zeros(2)) == 0  # nothing declared: the legacy default stream
 
 
 @on_sim
 def test_kernels_run_on_the_input_stream_and_other_streams_are_waited_for(monkeypatch):
     """Every launch goes to the stream the input declares; a target on another stream is synchronized first."""
-    from numbaloss import _cuda
+    from numbaloss.core import cuda_host
 
     made, synced, launched = [], [], []
 
@@ -256,10 +257,10 @@ def test_kernels_run_on_the_input_stream_and_other_streams_are_waited_for(monkey
         def synchronize(self):
             synced.append(self.handle)
 
-    monkeypatch.setattr(_cuda, "_stream", Stream)
+    monkeypatch.setattr(cuda_host, "_stream", Stream)
     monkeypatch.setattr(cuda, "as_cuda_array", lambda a, sync=True: (launched.append(("sync", sync)), a.dev)[1], raising=False)
-    original = _cuda.Call.launch
-    monkeypatch.setattr(_cuda.Call, "launch", lambda self, *a: (launched.append(self.stream.handle), original(self, *a))[1])
+    original = cuda_host.Call.launch
+    monkeypatch.setattr(cuda_host.Call, "launch", lambda self, *a: (launched.append(self.stream.handle), original(self, *a))[1])
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, 5))
     t = np.array([0, 4, 2, 1])
@@ -279,12 +280,12 @@ def test_kernels_run_on_the_input_stream_and_other_streams_are_waited_for(monkey
 def test_input_on_another_device_is_a_clear_error(monkeypatch):
     from types import SimpleNamespace
 
-    from numbaloss import _cuda
+    from numbaloss.core import cuda_host
 
     monkeypatch.setattr(cuda, "get_current_device", lambda: SimpleNamespace(id=0))
     with pytest.raises(ValueError, match=r"input is on CUDA device 1 but Numba's current device in this thread is 0"):
-        _cuda.Call._check_device(1)
-    _cuda.Call._check_device(0)
+        cuda_host.Call._check_device(1)
+    cuda_host.Call._check_device(0)
 
 
 # The rest needs a real GPU (and the family's library): run by benchmarks/gpu_check.sh.

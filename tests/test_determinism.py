@@ -50,7 +50,7 @@ def test_bitwise_identical_for_any_thread_count(tmp_path):
 def test_serial_and_parallel_kernels_agree_bitwise(monkeypatch):
     """Small inputs take serial kernels (and a fused small path); forcing the parallel ones changes no bit."""
     import numbaloss
-    from numbaloss import _jit
+    from numbaloss.core import jit
 
     rng = np.random.default_rng(0)
     cases = [
@@ -64,7 +64,7 @@ def test_serial_and_parallel_kernels_agree_bitwise(monkeypatch):
         fn = getattr(numbaloss, name)
         for reduction in ("mean", "none"):
             small = fn(x, t, reduction=reduction, return_grad=True, **kw)
-            monkeypatch.setattr(_jit, "PARALLEL_MIN_WORK", 0)
+            monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", 0)
             big = fn(x, t, reduction=reduction, return_grad=True, **kw)
             monkeypatch.undo()
             for a, b in zip(small, big):

@@ -40,10 +40,10 @@ def test_gpu_bench_runs_end_to_end(monkeypatch, capsys):
     import benchmarks.gpu_bench as bench
 
     monkeypatch.setattr(bench, "dev", torch.device("cpu"))
-    from numbaloss import _classification_cuda
+    from numbaloss.losses.classification import cuda as classification_cuda
 
     # small rows, one shape per row kernel (warp and block): the simulator runs every thread in Python
-    monkeypatch.setattr(_classification_cuda, "WARP_ROW_MAX_C", 200)
+    monkeypatch.setattr(classification_cuda, "WARP_ROW_MAX_C", 200)
     monkeypatch.setattr(bench, "CE_SHAPES", ((8, 100), (2, 300)))
     monkeypatch.setattr(bench, "BCE_N", 4096)
     monkeypatch.setattr(bench, "COPY_N", 1 << 16)
@@ -55,5 +55,29 @@ def test_gpu_bench_runs_end_to_end(monkeypatch, capsys):
     assert out.count("| rows ") == 4  # the row kernel alone ran (on Numba's simulator here)
 
 
-def test_gpu_check_script_parses():
-    subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_check.sh")], check=True)
+def test_gpu_check_script_runs_its_steps(tmp_path):
+    """gpu_check.sh with stand-ins for ``nvidia-smi`` and ``python3``: every step it runs names a file
+    that exists, and each step's output lands in ``$OUT`` (what the device tool brings back)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.txt"
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'stand-in GPU, 80 GiB'\n")
+    # the python3 stand-in records its arguments and fails unless each .py argument exists
+    (bin_dir / "python3").write_text(
+        "#!/bin/sh\n"
+        f"echo \"$*\" >> {log}\n"
+        "for a in \"$@\"; do case $a in *.py) [ -e \"$a\" ] || { echo \"missing $a\"; exit 3; };; esac; done\n"
+        "echo \"ran $*\"\n"
+    )
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    out = tmp_path / "out"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "OUT": str(out)}
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "missing" not in r.stdout, r.stdout
+    calls = log.read_text()
+    assert "tests/test_cuda.py" in calls and "benchmarks/gpu_bench.py" in calls, calls
+    for name in ("gpu_device.txt", "gpu_tests.txt", "gpu_bench.md"):
+        assert (out / name).read_text().strip(), name
+    assert "stand-in GPU" in (out / "gpu_device.txt").read_text()

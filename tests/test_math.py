@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from numbaloss import _math as M
+from numbaloss.core import vmath as vm
 
 
 FUNCS = {0: ("exp", np.exp), 1: ("log", np.log), 2: ("log1p", np.log1p), 3: ("exp_neg", np.exp)}
 
 
 def _apply(kind, x, out):
-    out[...] = M.evaluate(FUNCS[kind][0], x)
+    out[...] = vm.evaluate(FUNCS[kind][0], x)
 
 
 def _inputs(kind, dtype, rng):
@@ -37,7 +37,7 @@ def test_ulp_error(kind, dtype, max_ulp):
         want = FUNCS[kind][1](x.astype(np.float64)).astype(dtype)
     ok = np.isfinite(want)
     assert np.array_equal(np.isfinite(out), ok)
-    assert M.ulp_distance(out[ok], want[ok]).max() <= max_ulp
+    assert vm.ulp_distance(out[ok], want[ok]).max() <= max_ulp
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -68,14 +68,14 @@ def test_order_keys_sort_like_floats(dtype):
     from_order_key inverts it bit for bit; the row max built on it equals NumPy's."""
     from numba import njit
 
-    from numbaloss._classification import _row_max
+    from numbaloss.losses.classification.rows import _row_max
 
     @njit
     def keys(x, k):
         back = np.empty_like(x)
         for i in range(x.size):
-            k[i] = M.order_key(x[i])
-            back[i] = M.from_order_key(k[i])
+            k[i] = vm.order_key(x[i])
+            back[i] = vm.from_order_key(k[i])
         return k, back
 
     info = np.finfo(dtype)

@@ -290,7 +290,7 @@ def test_modules_match_functions(cls, fn, kwargs):
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_multi_chunk_rows_with_masks_and_rising_max(dtype, smoothing):
     """Rows of several streaming chunks: -inf leading chunks, the max rising late, NaN-only chunks."""
-    from numbaloss._classification import CHUNK
+    from numbaloss.losses.classification.rows import ROW_CHUNK as CHUNK
 
     rng = np.random.default_rng(5)
     C = 2 * CHUNK + 123

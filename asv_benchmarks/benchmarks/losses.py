@@ -10,27 +10,19 @@ Run offline in the current environment (nothing is built):
 import numpy as np
 
 import numbaloss
+from numbaloss.bench import sample_inputs
 
 SIZES = {"small": 64, "medium": 1 << 16, "large": 1 << 22}  # elements of the input
 CLASSES = {"small": 10, "medium": 1000, "large": 32000}
 
 
 def _inputs(loss, size, dtype):
-    rng = np.random.default_rng(0)
-    n = SIZES[size]
-    if loss in ("cross_entropy", "nll_loss"):
-        c = CLASSES[size]
-        rows = max(1, n // c)
-        x = rng.standard_normal((rows, c)).astype(dtype)
-        return x, rng.integers(0, c, rows)
-    if loss == "binary_cross_entropy":
-        return rng.random(n).astype(dtype), rng.random(n).astype(dtype)
-    return rng.standard_normal(n).astype(dtype), rng.random(n).astype(dtype)
+    return sample_inputs(numbaloss.REGISTRY[loss], SIZES[size], dtype, np.random.default_rng(0), CLASSES[size])
 
 
 class Losses:
     params = (
-        ["cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"],
+        list(numbaloss.REGISTRY),  # every registered loss
         ["forward", "forward+gradient"],
         ["float32", "float64"],
         list(SIZES),

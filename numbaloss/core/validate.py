@@ -6,6 +6,7 @@ the data (target ranges, BCE input range) happen in the kernels' cheap target
 pass or through a per-block error flag, never in an extra pass over the logits.
 """
 
+import functools
 import numbers
 
 import numpy as np
@@ -114,3 +115,21 @@ def class_layout(input_shape, target_shape, target_dtype, loss="cross_entropy"):
             raise ValueError(f"Expected target size {loss_shape}, got {target_shape} (input shape {input_shape})")
     S = int(np.prod(spatial, dtype=np.int64)) if spatial else 1
     return N, C, S, loss_shape, probabilities
+
+
+@functools.lru_cache(maxsize=None)
+def int_range(dtype):
+    """``(min, max)`` of an integer dtype, as Python ints."""
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+@functools.lru_cache(maxsize=None)
+def empty(dtype, ndim=1):
+    """A shared size-0 array standing for "absent" (kernels test ``.size``); never written."""
+    return np.empty((0,) * ndim, np.dtype(dtype))
+
+
+def or_empty(a, dtype):
+    """``a``, or :func:`empty` of ``dtype`` when ``a`` is None."""
+    return empty(np.dtype(dtype), 1) if a is None else a

@@ -12,19 +12,19 @@ def is_device_array(a):
     return hasattr(a, "__cuda_array_interface__") or hasattr(a, "__cuda_ndarray__")
 
 
-def backend_of(input, *others):
+def backend_of(input, arrays=(), params=()):
     """``"cuda"`` if ``input`` lives on a GPU, else ``"cpu"``.
 
-    ``others`` are ``(name, array)`` pairs.  The target must live where the
-    input lives (TypeError naming both otherwise).  Parameters (``weight``,
-    ``pos_weight``) of a GPU input may be host arrays, copied once; device
-    parameters of a host input are an error.
+    ``arrays`` and ``params`` are ``(name, array)`` pairs.  The other data
+    arrays (``target``...) must live where the input lives (TypeError naming
+    both otherwise).  Parameters (``weight``, ``pos_weight``) of a GPU input may
+    be host arrays, copied once; device parameters of a host input are an error.
     """
     on_device = is_device_array(input)
-    for name, a in others:
+    for name, a, is_param in [(n, a, False) for n, a in arrays] + [(n, a, True) for n, a in params]:
         if a is None or not is_device_array(a) and not (hasattr(a, "__array__") or isinstance(a, np.ndarray)):
             continue
-        if is_device_array(a) == on_device or (on_device and name != "target"):
+        if is_device_array(a) == on_device or (on_device and is_param):
             continue
         where = ("a CUDA device array", "a host array")
         raise TypeError(

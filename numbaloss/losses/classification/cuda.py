@@ -1,7 +1,7 @@
-"""CUDA kernels for ``cross_entropy`` and ``nll_loss`` (beside the CPU kernels in ``_classification``).
+"""CUDA kernels for ``cross_entropy`` and ``nll_loss`` (beside the CPU kernels of this family).
 
 Same validation, same per-row formulas (``class_row_loss``, ``class_target_grad``,
-``_row``), same results; see ``_cuda`` for families, streams and determinism.
+``_row``), same results; see :mod:`numbaloss.core.cuda_host` for families and streams.
 
 - Target pass: fixed chunks of targets per block; out-of-range indices are
   recorded with an integer ``atomic.min`` in a one-element error buffer (never
@@ -18,14 +18,16 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from . import _cuda
-from ._classification import _ignore_value, _raise_out_of_bounds, _row, _row_overload, class_row_loss, class_target_grad
-from ._dispatch import is_device_array
-from ._cuda import TPB, chunk_bounds, denominator, group_max_exp, group_sum, store_block_sum
-from ._math import like
-from ._validate import check_class_weight, check_ignore_index, check_label_smoothing, class_layout, float_dtype
+from ...core import cuda_host, cuda_reduce
+from ...core.cuda_host import HostTarget, device_grad_scale, finish_rows, zero_kernel
+from ...core.cuda_reduce import TPB, chunk_bounds, denominator, group_max_exp, group_sum, store_block_sum
+from ...core.dispatch import is_device_array
+from ...core.validate import check_class_weight, check_ignore_index, check_label_smoothing, class_layout, float_dtype
+from ...core.vmath import like
+from .formulas import _row, _row_overload, class_row_loss, class_target_grad
+from .targets import _ignore_value, _raise_out_of_bounds
 
-_cuda.cuda_overload(_row, _row_overload, inline="always")  # a returned view must be inlined on CUDA
+cuda_host.cuda_overload(_row, _row_overload, inline="always")  # a returned view must be inlined on CUDA
 
 
 @cuda.jit
@@ -223,7 +225,7 @@ def _make_ce_rows(G):
     return ce_rows
 
 
-_ce_rows_warp = _make_ce_rows(_cuda.WARP)
+_ce_rows_warp = _make_ce_rows(cuda_reduce.WARP)
 _ce_rows_block = _make_ce_rows(TPB)
 
 
@@ -248,22 +250,8 @@ def _nll_rows_cuda(x, cls, w, gscale, g0, denom, denom0, is_mean, loss_rows, gra
         _row(grad, n, s_)[y] = -(wy * g)
 
 
-@cuda.jit
-def _cast(src, dst):
-    i = cuda.grid(1)
-    if i < src.size:
-        dst[i] = src[i]
-
-
-@cuda.jit
-def _zero(a):
-    i = cuda.grid(1)
-    if i < a.size:
-        a[i] = 0.0
-
-
 def _run(loss, input, target, weight, ignore_index, reduction, label_smoothing, return_grad, grad_output):
-    call = _cuda.Call(input)
+    call = cuda_host.Call(input)
     x = call.input(input, "input")
     t = call.input(target, "target")
     in_shape = x.shape
@@ -297,38 +285,36 @@ def _run(loss, input, target, weight, ignore_index, reduction, label_smoothing, 
         flat = t.reshape(M) if t.ndim != 1 else t
         ignore, has_ignore = _ignore_value(t.dtype, ignore_index)
         cls = call.empty(M, np.int64)
-        nb = _cuda.grid_blocks(M, _cuda.CHUNK)
+        nb = cuda_reduce.grid_blocks(M, cuda_reduce.CHUNK)
         part = call.empty(nb, np.float64)
         err = call.error_buffer()
         call.launch(_targets_cuda, nb, flat, ignore, has_ignore, C, w, cls, part, err)
         denom, denom0 = part, 0.0  # the weights' partials: the final sum divides by their sum
         if is_mean and return_grad:  # the row kernel scales the gradient: sum them first
             denom = call.empty(1, np.float64)
-            call.launch(_cuda._sum_partials_kernel, 1, part, call.nothing(np.float64), 0.0, False, denom)
+            call.launch(cuda_reduce.sum_partials_kernel, 1, part, call.nothing(np.float64), 0.0, False, denom)
         tgt = call.nothing(dtype, x.ndim)
-    gscale, g0 = _grad_scale(call, reduction, grad_output, loss_shape, return_grad)
+    gscale, g0 = device_grad_scale(call, reduction, grad_output, loss_shape, return_grad)
     grad = call.empty(x.shape, dtype) if return_grad else call.nothing(dtype, x.ndim)
     loss_rows = call.empty(M, np.float64)
     w_total = _weight_total(call, weight, w, dtype) if eps > 0.0 and weight is not None else float(C)
     if M:
         if loss == "cross_entropy":
             if C <= WARP_ROW_MAX_C:
-                kern, grid = _ce_rows_warp, _cuda.grid_blocks(M, TPB // _cuda.WARP)
+                kern, grid = _ce_rows_warp, cuda_reduce.grid_blocks(M, TPB // cuda_reduce.WARP)
             else:
                 kern, grid = _ce_rows_block, M
             call.launch(kern, grid, x, cls, tgt, w, eps, w_total, gscale, g0, denom, denom0, is_mean, loss_rows, grad, S)
         else:
             if return_grad:
-                call.launch(_zero, _cuda.grid_blocks(grad.size, TPB), grad.reshape(grad.size))
-            call.launch(_nll_rows_cuda, _cuda.grid_blocks(M, TPB), x, cls, w, gscale, g0, denom, denom0, is_mean, loss_rows, grad, S)
-    result = _finish(call, reduction, loss_rows, (denom, denom0), dtype, loss_shape)
+                call.launch(zero_kernel, cuda_reduce.grid_blocks(grad.size, TPB), grad.reshape(grad.size))
+            call.launch(_nll_rows_cuda, cuda_reduce.grid_blocks(M, TPB), x, cls, w, gscale, g0, denom, denom0, is_mean, loss_rows, grad, S)
+    result = finish_rows(call, reduction, loss_rows, (denom, denom0), dtype, loss_shape)
     if err is not None:
         pos = call.first_error(err)
         if pos >= 0:
-            _raise_out_of_bounds(_HostTarget(t), pos, C, ignore_index)
-    if return_grad:
-        return result, call.result(grad.reshape(in_shape))
-    return result
+            _raise_out_of_bounds(HostTarget(t), pos, C, ignore_index)
+    return result, ((call.result(grad.reshape(in_shape)),) if return_grad else ())
 
 
 def _weight_total(call, weight, w, dtype):
@@ -337,58 +323,6 @@ def _weight_total(call, weight, w, dtype):
     return float(np.asarray(host, np.float64).sum())
 
 
-def _grad_scale(call, reduction, grad_output, loss_shape, wanted):
-    """``(per-sample scales on the device or an empty array, uniform scale)``; ``mean`` divides in the kernel.
-
-    A uniform scale travels as a kernel argument (no copy); a per-sample one
-    (``none`` with an array ``grad_output``) is copied to the device.
-    """
-    from ._reduce import grad_scale
-
-    if grad_output is not None and is_device_array(grad_output):
-        grad_output = call.view(grad_output, "grad_output").copy_to_host(stream=call.stream)
-    g, stride = grad_scale(reduction if reduction != "mean" else "sum", grad_output, 1.0, loss_shape, wanted)
-    if stride:
-        return call.to_device(np.ascontiguousarray(g, np.float64)), 0.0
-    return call.nothing(np.float64), float(g[0])
-
-
-def _finish(call, reduction, loss_rows, denominator, dtype, loss_shape):
-    """``none``: the per-sample losses in ``dtype``; else a 0-d device array, summed in a fixed order."""
-    M = loss_rows.size
-    if reduction == "none":
-        out = call.empty(M, dtype)
-        if M:
-            call.launch(_cast, _cuda.grid_blocks(M, TPB), loss_rows, out)
-        return call.result(out.reshape(loss_shape) if loss_shape else out.reshape(()))
-    nb = _cuda.grid_blocks(M, _cuda.CHUNK)
-    part = call.empty(nb, np.float64)
-    if M:
-        call.launch(_cuda.block_partials, nb, loss_rows, part)
-    else:
-        call.launch(_zero, 1, part)
-    return _cuda.sum_partials(call, part, denominator, reduction == "mean", dtype)
-
-
-class _HostTarget:
-    """The target's value at one position, fetched from the device only to word an error."""
-
-    def __init__(self, t):
-        self._t = t
-        self.shape = t.shape
-        self.ndim = len(t.shape)
-
-    def reshape(self, *_):
-        return self
-
-    def __getitem__(self, pos):
-        flat = self._t.reshape(self._t.size) if self.ndim != 1 else self._t
-        return flat[pos : pos + 1].copy_to_host()[0]
-
-
-def cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, return_grad, grad_output):
-    return _run("cross_entropy", input, target, weight, ignore_index, reduction, label_smoothing, return_grad, grad_output)
-
-
-def nll_loss(input, target, weight, ignore_index, reduction, return_grad, grad_output):
-    return _run("nll_loss", input, target, weight, ignore_index, reduction, 0.0, return_grad, grad_output)
+def run(spec, input, target, *, weight, ignore_index, reduction, return_grad, grad_output, label_smoothing=0.0):
+    """The device path of ``cross_entropy`` and ``nll_loss`` (see :class:`numbaloss.core.registry.Loss`)."""
+    return _run(spec.name, input, target, weight, ignore_index, reduction, label_smoothing, return_grad, grad_output)

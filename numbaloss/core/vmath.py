@@ -21,7 +21,7 @@ import numpy as np
 from numba import prange
 from numba.extending import overload
 
-from ._jit import kernel, scalar
+from .jit import kernel, scalar
 
 _LOG2E = 1.4426950408889634
 # ln 2 split so that n * _LN2_HI is exact for |n| < 2**11 (Cody-Waite).

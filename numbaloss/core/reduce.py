@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ._jit import serial
+from .jit import serial
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -79,11 +79,11 @@ def combine(partials):
     return tree_sum(partials, np.empty((partials.size + 1) // 2))
 
 
-def check_reduction(reduction):
-    if reduction not in REDUCTIONS:
+def check_reduction(reduction, allowed=REDUCTIONS):
+    if reduction not in allowed:
         raise ValueError(
             f"{reduction!r} is not a valid value for reduction; choose one of "
-            + ", ".join(repr(r) for r in REDUCTIONS)
+            + ", ".join(repr(r) for r in allowed)
         )
 
 

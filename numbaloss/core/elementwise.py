@@ -1,0 +1,255 @@
+r"""The elementwise template: a loss's scalar formulas in, its CPU kernels and host path out.
+
+An elementwise loss is ``loss_i = w_i * value(x_i, t_i, p_i, k)`` over arrays of
+one shape, with ``d loss_i / d x_i = w_i * grad(x_i, t_i, p_i, k)``.  ``w`` is an
+optional multiplying parameter (``weight``), ``p`` an optional parameter the
+formulas read (``pos_weight``; 1 when absent), both broadcast to the input, and
+``k`` a scalar option (``beta``, ``delta``, ``margin``; 0.0 when the loss has
+none).  An optional ``check(x)`` marks inputs that are out of the loss's domain
+(BCE's [0, 1]); the first one is raised as ValueError.
+
+Given these formulas (``@scalar`` functions, shared with the CUDA template),
+:func:`register` makes the loss's parallel and serial CPU kernels and registers
+it.  Each kernel walks fixed blocks of :data:`~numbaloss.core.reduce.BLOCK`
+elements: the losses (to the output, or to a scratch block summed pairwise in
+float64), the first bad input, and the gradient with the reduction's scale
+fused in.  Results are bitwise the same for any thread count.
+
+Broadcast parameters are never materialised at the input's size: a kernel reads
+the parameter through its broadcast strides and expands one block at a time
+into a scratch buffer that stays in L1 (:func:`_expand`).
+
+Each loss gets its own copy of the template function, with its own qualname,
+its formulas in the copy's globals, and its code's file set to the loss's
+module: a real function, so Numba's on-disk cache finds it in a new process
+(closures miss it, Numba issue #6264), cached beside the loss's module, and
+recompiled when that module (its formulas) changes.
+"""
+
+import types
+from dataclasses import dataclass
+
+import numpy as np
+from numba import prange
+
+from . import reduce, vmath
+from .dispatch import host_array, host_param
+from .jit import Kernel, scalar, serial
+from .registry import register as _register
+from .registry import run  # noqa: F401  (the loss modules' one call path)
+from .validate import broadcast_shape, check_same_shape, empty, float_dtype
+
+
+@scalar
+def no_check(x):
+    """The default input check: every input is in the loss's domain."""
+    return True
+
+
+@dataclass(frozen=True, eq=False)
+class Elementwise:
+    """The formulas and parameter roles of one elementwise loss (see the module docstring)."""
+
+    value: object
+    grad: object
+    check: object = no_check
+    check_error: str = ""  #: ValueError text for an input that fails ``check``
+    scale: str = None  #: name of the multiplying parameter (``"weight"``) or None
+    param: str = None  #: name of the parameter the formulas read (``"pos_weight"``) or None
+    option: str = None  #: name of the scalar option passed as ``k``, or None
+
+
+# ----------------------------------------------------------------- kernels
+@serial
+def _expand(p, pmap, lo, hi, dst):
+    """``dst[:hi - lo]`` = the broadcast parameter's values at flat input positions ``lo..hi``.
+
+    ``pmap = [nd, shape..., strides...]`` (element strides into ``p``, 0 along
+    broadcast dimensions, dimensions already merged on the host).  One
+    division per dimension at the block's start, then runs along the last
+    dimension with a carry: a few cycles per element on L1-resident data.
+    """
+    nd = pmap[0]
+    shape = pmap[1 : 1 + nd]
+    strides = pmap[1 + nd : 1 + 2 * nd]
+    idx = np.empty(nd, np.int64)
+    rem = lo
+    off = 0
+    for d in range(nd - 1, -1, -1):
+        idx[d] = rem % shape[d]
+        rem //= shape[d]
+        off += idx[d] * strides[d]
+    last = nd - 1
+    n = hi - lo
+    i = 0
+    while i < n:
+        run_ = min(shape[last] - idx[last], n - i)
+        s = strides[last]
+        for j in range(run_):
+            dst[i + j] = p[off + j * s]
+        i += run_
+        off += run_ * s
+        idx[last] += run_
+        d = last
+        while d > 0 and idx[d] == shape[d]:
+            off -= shape[d] * strides[d]
+            idx[d] = 0
+            d -= 1
+            idx[d] += 1
+            off += strides[d]
+    return dst[:n]
+
+
+@serial
+def _param_block(p, pmap, lo, hi):
+    """The parameter's values for positions ``lo..hi``: a slice of a full-size ``p``
+    (``pmap`` empty), an expanded broadcast, or ``p`` itself when absent (empty).
+
+    A compiled call, not inlined: once per block it costs nothing, and an
+    allocation inlined into a ``prange`` body can be hoisted out of it by Numba.
+    """
+    if p.size == 0 or pmap.size == 0 or hi == lo:
+        return p[lo:hi] if p.size > 0 else p
+    return _expand(p, pmap, lo, hi, np.empty(hi - lo, p.dtype))
+
+
+def _template(x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad):
+    """One elementwise loss over flat arrays in fixed blocks (``VALUE``, ``GRAD``, ``CHECK``: its formulas).
+
+    Per block: the losses (into ``out`` for ``none``, else a scratch block summed
+    pairwise into ``partials``), ``bad[b]`` = the block's first input failing
+    ``CHECK`` (or -1), and the gradient ``GRAD * w * g``.  Returns ``(total, first_bad)``.
+    """
+    m = x.size
+    block = reduce.BLOCK
+    want_out = out.size > 0
+    want_grad = grad.size > 0
+    has_w = w.size > 0
+    has_p = p.size > 0
+    one = vmath.like(1.0, x)
+    for b in prange(partials.size):
+        lo = b * block
+        hi = min(lo + block, m)
+        n = hi - lo
+        xs = x[lo:hi]
+        ts = t[lo:hi]
+        ws = _param_block(w, wmap, lo, hi)
+        ps = _param_block(p, pmap, lo, hi)
+        dst = out[lo:hi] if want_out else np.empty(n, x.dtype)
+        ok = True
+        for i in range(n):  # a pure map: LLVM vectorizes it with the branch-free math
+            xi = xs[i]
+            ok &= CHECK(xi)  # noqa: F821  (bound per loss)
+            pi = ps[i] if has_p else one
+            wi = ws[i] if has_w else one
+            dst[i] = VALUE(xi, ts[i], pi, k) * wi  # noqa: F821
+        partials[b] = 0.0 if want_out else reduce.tree_sum(dst, np.empty((n + 1) // 2))
+        bad[b] = -1
+        if not ok:
+            for i in range(n):
+                if not CHECK(xs[i]):  # noqa: F821
+                    bad[b] = lo + i
+                    break
+        if want_grad:
+            gs = gscale[lo:hi] if gstride else gscale[:1]
+            gd = grad[lo:hi]
+            for i in range(n):
+                pi = ps[i] if has_p else one
+                wi = ws[i] if has_w else one
+                gi = vmath.like(gs[i * gstride], x)
+                gd[i] = GRAD(xs[i], ts[i], pi, k) * wi * gi  # noqa: F821
+    for b in range(bad.size):
+        if bad[b] >= 0:
+            return reduce.combine(partials), bad[b]
+    return reduce.combine(partials), -1
+
+
+def make_kernel(name, formulas, source_file):
+    """The loss's own copy of :func:`_template` (parallel and serial), a real function for Numba's cache."""
+    g = dict(_template.__globals__, VALUE=formulas.value, GRAD=formulas.grad, CHECK=formulas.check)
+    code = _template.__code__.replace(co_filename=source_file, co_name=f"{name}_kernel")
+    fn = types.FunctionType(code, g, f"{name}_kernel")
+    fn.__qualname__ = f"{name}_kernel"
+    fn.__module__ = __name__
+    return Kernel(fn)
+
+
+# ----------------------------------------------------------------- host path
+def broadcast_map(shape, param_shape):
+    """``pmap`` for a parameter broadcast to ``shape`` (see :func:`_expand`), or an empty array when
+    the parameter already has the input's size (read directly).  Adjacent dimensions that the
+    parameter walks together are merged, so most maps have one or two dimensions."""
+    if int(np.prod(param_shape, dtype=np.int64)) == int(np.prod(shape, dtype=np.int64)):
+        return empty(np.int64)
+    strides = np.broadcast_to(np.empty(param_shape, np.int8), shape).strides  # itemsize 1: element strides
+    dims = [(n, s) for n, s in zip(shape, strides) if n != 1] or [(1, 0)]
+    merged = [dims[-1]]
+    for n, s in reversed(dims[:-1]):
+        n1, s1 = merged[0]
+        if s == s1 * n1:  # walks on from the dimension after it (also both broadcast: 0 == 0)
+            merged[0] = (n * n1, s1)
+        else:
+            merged.insert(0, (n, s))
+    return np.array([len(merged)] + [n for n, _ in merged] + [s for _, s in merged], np.int64)
+
+
+def host_param_block(p, name, dtype, shape):
+    """An optional broadcast parameter as ``(compact contiguous values, pmap)``; ``(empty, empty)`` if absent."""
+    p = host_param(p, name, dtype)
+    if p is None:
+        return empty(dtype), empty(np.int64)
+    broadcast_shape(p.shape, shape, name)
+    return p.reshape(-1), broadcast_map(shape, p.shape)
+
+
+def run_cpu(spec, input, target, *, reduction, return_grad, grad_output, **options):
+    """The host path of every elementwise loss (see :class:`numbaloss.core.registry.Loss`)."""
+    f = spec.family
+    x = host_array(input, "input")
+    t = host_array(target, "target")
+    dtype = float_dtype(x.dtype)
+    if t.dtype.kind not in "biuf":
+        raise TypeError(f"target must be a real numeric array, got {t.dtype}")
+    check_same_shape(x.shape, t.shape)
+    shape = x.shape
+    w, wmap = host_param_block(options.get(f.scale) if f.scale else None, f.scale, dtype, shape)
+    p, pmap = host_param_block(options.get(f.param) if f.param else None, f.param, dtype, shape)
+    k = float(options[f.option]) if f.option else 0.0
+    xf = np.ascontiguousarray(x).reshape(-1)
+    tf = np.ascontiguousarray(t, dtype=dtype).reshape(-1)
+    m = xf.size
+    out = np.empty(m if reduction == "none" else 0, dtype)
+    grad = np.empty(m if return_grad else 0, dtype)
+    nb = reduce.n_blocks(m)
+    partials = np.empty(nb)
+    bad = np.empty(nb, np.int64)
+    gscale, gstride = reduce.grad_scale(reduction, grad_output, m, shape, return_grad)
+    total, pos = kernel_of(spec)(xf, tf, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad, work=m)
+    if pos >= 0:
+        where = [int(i) for i in np.unravel_index(pos, shape)]
+        raise ValueError(f"{f.check_error}; input{where} = {xf[pos]}")
+    value = reduce.finish(reduction, out, total, m, dtype, shape)
+    return value, ((grad.reshape(shape),) if return_grad else ())
+
+
+_KERNELS = {}
+
+
+def kernel_of(spec):
+    """The loss's CPU kernel, made on first use (nothing compiles at import)."""
+    kern = _KERNELS.get(spec.name)
+    if kern is None:
+        import sys
+
+        source = sys.modules[spec.fn.__module__].__file__
+        kern = _KERNELS[spec.name] = make_kernel(spec.name, spec.family, source)
+    return kern
+
+
+def register(*, module, value, grad, check=no_check, check_error="", scale=None, param=None, option=None, **fields):
+    """Register an elementwise loss from its formulas (decorates the public function)."""
+    family = Elementwise(value, grad, check, check_error, scale, param, option)
+    params = tuple(n for n in (scale, param) if n)
+    return _register(
+        module=module, cpu=run_cpu, cuda="numbaloss.core.elementwise_cuda", params=params, family=family, **fields
+    )

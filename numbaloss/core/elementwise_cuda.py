@@ -1,0 +1,156 @@
+"""The elementwise template on the GPU: a loss's scalar formulas in, its ``@cuda.jit`` kernel out.
+
+The same formulas as the CPU template (:mod:`numbaloss.core.elementwise`), the
+same ``loss_i = w_i * value(x_i, t_i, p_i, k)`` and ``grad * w * g``.  Fixed
+chunks of ``CHUNK`` elements per block (threads stride inside the chunk) and a
+fixed-order block sum (:func:`~numbaloss.core.cuda_reduce.store_block_sum`),
+so results do not depend on the grid.  Broadcast parameters are read through
+their broadcast strides (the CPU template's ``pmap``), never expanded to the
+input's size.  Inputs failing ``check`` are recorded in the error buffer
+(integer ``atomic.min``) and raised on the host after the kernels.
+
+On the GPU there is no on-disk cache, so each loss's kernel is a closure over
+its formulas, made on first use.
+"""
+
+import numpy as np
+from numba import cuda, float64
+
+from . import cuda_host
+from .cuda_host import device_grad_scale, zero_kernel
+from .cuda_reduce import CHUNK, TPB, chunk_bounds, grid_blocks, store_block_sum, sum_partials
+from .dispatch import is_device_array
+from .elementwise import broadcast_map
+from .validate import broadcast_shape, check_same_shape, float_dtype
+
+
+@cuda.jit(device=True)
+def param_at(p, pmap, i):
+    """The broadcast parameter's value at flat input position ``i`` (``p[i]`` when ``pmap`` is empty)."""
+    if pmap.size == 0:
+        return p[i]
+    nd = pmap[0]
+    off = 0
+    r = i
+    for d in range(nd - 1, -1, -1):
+        n = pmap[1 + d]
+        off += (r % n) * pmap[1 + nd + d]
+        r //= n
+    return p[off]
+
+
+def _make_kernel(f):
+    value, grad, check = f.value, f.grad, f.check
+
+    @cuda.jit(device=True)
+    def entry(i, xi, ti, w, wmap, p, pmap, k, gscale, g, out, grad_, err):
+        """Element ``i``'s weighted loss (returned; stored when ``out`` is wanted) and its gradient."""
+        wi = param_at(w, wmap, i) if w.size > 0 else 1.0
+        pi = param_at(p, pmap, i) if p.size > 0 else 1.0
+        if not check(xi):
+            cuda.atomic.min(err, 0, i)
+        loss = value(xi, ti, pi, k) * wi
+        if out.size > 0:
+            out[i] = loss
+        if grad_.size > 0:
+            gi = gscale[i] if gscale.size > 0 else g
+            grad_[i] = grad(xi, ti, pi, k) * wi * gi
+        return loss
+
+    @cuda.jit
+    def kernel(x, t, w, wmap, p, pmap, k, gscale, g0, n, is_mean, out, grad_, part, err):
+        sm = cuda.shared.array(TPB, float64)
+        tid = cuda.threadIdx.x
+        lo, hi = chunk_bounds(x.size)
+        acc = 0.0
+        g = g0
+        if is_mean:
+            g = g / n
+        # Four elements' loads (eight with the targets) are issued before any is used:
+        # several reads in flight per thread cover memory latency.
+        i = lo + tid
+        while i + 3 * TPB < hi:
+            x0, x1, x2, x3 = x[i], x[i + TPB], x[i + 2 * TPB], x[i + 3 * TPB]
+            t0, t1, t2, t3 = t[i], t[i + TPB], t[i + 2 * TPB], t[i + 3 * TPB]
+            acc += entry(i, x0, t0, w, wmap, p, pmap, k, gscale, g, out, grad_, err)
+            acc += entry(i + TPB, x1, t1, w, wmap, p, pmap, k, gscale, g, out, grad_, err)
+            acc += entry(i + 2 * TPB, x2, t2, w, wmap, p, pmap, k, gscale, g, out, grad_, err)
+            acc += entry(i + 3 * TPB, x3, t3, w, wmap, p, pmap, k, gscale, g, out, grad_, err)
+            i += 4 * TPB
+        while i < hi:
+            acc += entry(i, x[i], t[i], w, wmap, p, pmap, k, gscale, g, out, grad_, err)
+            i += TPB
+        store_block_sum(acc, sm, tid, part)
+
+    return kernel
+
+
+_KERNELS = {}
+
+
+def kernel_of(spec):
+    """The loss's CUDA kernel, made on first use."""
+    if spec.name not in _KERNELS:
+        _KERNELS[spec.name] = _make_kernel(spec.family)
+    return _KERNELS[spec.name]
+
+
+def _param(call, p, name, dtype, shape):
+    """An optional broadcast parameter on the device, compact, with its ``pmap`` (see ``broadcast_map``)."""
+    if p is None:
+        return call.nothing(dtype), call.nothing(np.int64)
+    if is_device_array(p):
+        d = call.param(p, name, dtype)
+        if not d.is_c_contiguous():
+            raise ValueError(f"{name}: non-contiguous device arrays are not supported here; pass a contiguous array")
+        pshape = tuple(d.shape)
+        flat = d.reshape(d.size) if d.ndim != 1 else d
+    else:
+        host = np.asarray(p)
+        pshape = host.shape
+        flat = call.param(host.reshape(-1), name, dtype)
+    broadcast_shape(pshape, shape, name)
+    pmap = broadcast_map(shape, pshape)
+    return flat, (call.to_device(pmap) if pmap.size else call.nothing(np.int64))
+
+
+def run(spec, input, target, *, reduction, return_grad, grad_output, **options):
+    """The device path of every elementwise loss (see :class:`numbaloss.core.registry.Loss`)."""
+    f = spec.family
+    call = cuda_host.Call(input)
+    x = call.input(input, "input")
+    t = call.input(target, "target")
+    dtype = float_dtype(x.dtype)
+    check_same_shape(x.shape, t.shape)
+    if np.dtype(t.dtype) != dtype:
+        raise TypeError(f"target on the device must have the input's dtype {dtype}, got {np.dtype(t.dtype)}")
+    shape = tuple(x.shape)
+    m = int(np.prod(shape))
+    for a, name in ((x, "input"), (t, "target")):
+        if len(shape) > 1 and not a.is_c_contiguous():
+            raise ValueError(f"{name}: non-contiguous Numba device arrays are not supported here; pass a contiguous array")
+    xf = x.reshape(m) if x.ndim != 1 else x
+    tf = t.reshape(m) if t.ndim != 1 else t
+    w, wmap = _param(call, options.get(f.scale) if f.scale else None, f.scale, dtype, shape)
+    p, pmap = _param(call, options.get(f.param) if f.param else None, f.param, dtype, shape)
+    k = float(options[f.option]) if f.option else 0.0
+    gscale, g0 = device_grad_scale(call, reduction, grad_output, shape, return_grad)
+    out = call.empty(m, dtype) if reduction == "none" else call.nothing(dtype)
+    grad = call.empty(m, dtype) if return_grad else call.nothing(dtype)
+    nb = grid_blocks(m, CHUNK)
+    part = call.empty(nb, np.float64)
+    err = call.error_buffer() if f.check_error else call.nothing(np.int64)
+    if m:
+        call.launch(kernel_of(spec), nb, xf, tf, w, wmap, p, pmap, k, gscale, g0, float(m), reduction == "mean", out, grad, part, err)
+    else:
+        call.launch(zero_kernel, 1, part)
+    if reduction == "none":
+        value = call.result(out.reshape(shape))
+    else:
+        value = sum_partials(call, part, (call.nothing(np.float64), float(m)), reduction == "mean", dtype)
+    if f.check_error:
+        pos = call.first_error(err)
+        if pos >= 0:
+            where = [int(i) for i in np.unravel_index(pos, shape)]
+            raise ValueError(f"{f.check_error}; input{where} = {xf[pos : pos + 1].copy_to_host()[0]}")
+    return value, ((call.result(grad.reshape(shape)),) if return_grad else ())

@@ -1,0 +1,274 @@
+"""Class-major tiles: few classes or K-dim inputs, the inner loop running along samples."""
+
+import numpy as np
+from numba import prange
+from numba.extending import overload
+
+from ...core import vmath as vm
+from ...core import reduce
+from ...core.jit import kernel, scalar, serial
+from .formulas import class_row_loss, class_target_grad
+from .targets import _targets_kernel
+
+
+# ------------------------------------------------------ class-major tiles
+#: 2-d inputs with at most this many classes take the column path: per-row
+#: overheads would dominate rows this short.
+SMALL_C = 64
+
+
+@serial
+def _tile_size(n_classes):
+    """Samples per class-major tile: a function of the shape only, shared by the general and the
+    small-input path so both cut the same tiles (and so sum in the same order)."""
+    return max(8, min(1024, reduce.ROW_WORK // max(n_classes, 1)))
+
+
+def _tile(a, n, s0, s1):
+    """Samples ``s0:s1`` of slab ``n`` copied into a contiguous class-major ``(C, T)`` array.
+
+    ``(N, C, S)`` arrays are class-major already: a row-by-row copy.  ``(N, C)``
+    arrays are transposed (a 2-d input is one slab whose samples are its rows).
+    Contiguous tiles let every loop over the samples vectorize.
+    """
+
+
+@overload(_tile, inline="always")
+def _tile_overload(a, n, s0, s1):
+    if a.ndim == 3:
+
+        def copy(a, n, s0, s1):
+            t = np.empty((a.shape[1], s1 - s0), a.dtype)
+            for c in range(a.shape[1]):
+                t[c] = a[n, c, s0:s1]
+            return t
+
+        return copy
+
+    def transpose(a, n, s0, s1):
+        # Eight samples at a time: each class's eight values are gathered with stride C into
+        # one vector store.  Measured ~15% faster for the whole pass than one long strided
+        # gather per class, and 5x faster than scattering row by row.
+        C = a.shape[1]
+        T = s1 - s0
+        flat = a[s0:s1].ravel()
+        t = np.empty((C, T), a.dtype)
+        T8 = T - T % 8
+        for i0 in range(0, T8, 8):
+            block = flat[i0 * C : (i0 + 8) * C]
+            for c in range(C):
+                col = t[c, i0 : i0 + 8]
+                for j in range(8):
+                    col[j] = block[j * C + c]
+        for i in range(T8, T):
+            for c in range(C):
+                t[c, i] = flat[i * C + c]
+        return t
+
+    return transpose
+
+
+def _untile(gt, grad, n, s0):
+    """Write a class-major gradient tile back into samples ``s0:`` of slab ``n``."""
+
+
+@overload(_untile, inline="always")
+def _untile_overload(gt, grad, n, s0):
+    if grad.ndim == 3:
+
+        def copy(gt, grad, n, s0):
+            for c in range(gt.shape[0]):
+                grad[n, c, s0 : s0 + gt.shape[1]] = gt[c]
+
+        return copy
+
+    def transpose(gt, grad, n, s0):
+        C, T = gt.shape
+        flat = grad[s0 : s0 + T].reshape(-1)
+        for c in range(C):
+            col = gt[c]
+            dst = flat[c:]
+            for i in range(T):
+                dst[i * C] = col[i]
+
+    return transpose
+
+
+@serial
+def _tile_exp_sum(xt, et):
+    """Per sample of a class-major tile: the max logit ``m``, ``et[c] = exp(x_c - m)`` and
+    ``s = sum_c et[c]`` (float64, in class order).  Returns ``(m, s)``.
+
+    ``np.maximum`` propagates NaN into ``m``; the sample's sum is NaN then either
+    way, as in torch.
+    """
+    C, T = xt.shape
+    m = xt[0].copy()
+    for c in range(1, C):
+        np.maximum(m, xt[c], m)
+    s = np.zeros(T)
+    for c in range(C):
+        xc = xt[c]
+        ec = et[c]
+        for t in range(T):
+            ec[t] = vm.exp_neg(xc[t] - m[t])
+        for t in range(T):
+            s[t] += ec[t]
+    return m, s
+
+
+@serial
+def _ce_tile(xt, y, w, eps, w_total, g, et, want_grad, loss):
+    """Cross-entropy of the ``T`` samples of a class-major tile ``xt[c, t]`` (class targets).
+
+    Every loop runs along the samples, so it vectorizes however few the classes
+    are, and each sum runs over the classes in order: deterministic.  ``et``
+    receives ``exp(x - m)`` and, with ``want_grad``, the gradient (in place).
+    ``g`` holds one gradient scale or one per sample.  ``loss[t]`` is written.
+    """
+    C, T = xt.shape
+    has_w = w.size > 0
+    b = eps * (1.0 / C)
+    m, s = _tile_exp_sum(xt, et)
+    d = np.zeros(T)
+    if eps > 0.0:  # the smoothing sum, with non-negative terms (see _gap_sum)
+        for c in range(C):
+            xc = xt[c]
+            wc = w[c] if has_w else 1.0
+            for t in range(T):
+                d[t] += wc * (m[t] - xc[t])
+    # The target's logit and weight per sample (gathers), then branch-free maps that vectorize.
+    xy = np.empty(T, xt.dtype)
+    wy = np.empty(T)
+    for t in range(T):
+        k = max(y[t], 0)
+        xy[t] = xt[k, t]
+        wy[t] = w[k] if has_w else 1.0
+    q_sum = np.empty(T)
+    for t in range(T):
+        lt, q_sum[t] = class_row_loss(vm.log(s[t]), m[t] - xy[t], d[t], wy[t], eps, b, w_total)
+        loss[t] = lt if y[t] >= 0 else 0.0
+    if not want_grad:
+        return
+    ga = np.empty(T, xt.dtype)
+    gb = np.empty(T, xt.dtype)
+    for t in range(T):
+        gt_ = g[t] if g.size > 1 else g[0]
+        kept = y[t] >= 0
+        ga[t] = gt_ * (q_sum[t] / s[t]) if kept else 0.0 / s[t]  # ignored: torch's 0 * softmax, NaN rows stay NaN
+        gb[t] = gt_ * b if kept else 0.0
+    ey = np.empty(T, xt.dtype)
+    for t in range(T):
+        ey[t] = et[y[t], t] if y[t] >= 0 else 0.0
+    for c in range(C):
+        ec = et[c]
+        wc = vm.like(w[c] if has_w else 1.0, xt)
+        for t in range(T):
+            ec[t] = ga[t] * ec[t] - gb[t] * wc
+    for t in range(T):
+        yt = y[t]
+        if yt >= 0:
+            gt_ = g[t] if g.size > 1 else g[0]
+            et[yt, t] = gt_ * class_target_grad(q_sum[t] / s[t], ey[t], wy[t], eps, b)
+
+
+@serial
+def _ce_prob_tile(xt, tt, w, eps, g, et, want_grad, loss):
+    """:func:`_ce_tile` for probability targets ``tt[c, t]`` (same layout as ``xt``).
+
+    With ``q_c = w_c (t_c (1 - eps) + eps / C)``: loss ``Q log s + sum_c q_c (m - x_c)``,
+    gradient ``g (Q e_c / s - q_c)``, the formulas of the row path (:func:`_ce_row`).
+    """
+    C, T = xt.shape
+    has_w = w.size > 0
+    b = eps / C
+    m, s = _tile_exp_sum(xt, et)
+    q_sum = np.zeros(T)
+    d = np.zeros(T)
+    for c in range(C):
+        xc = xt[c]
+        tc = tt[c]
+        wc = w[c] if has_w else 1.0
+        for t in range(T):
+            q = (tc[t] * (1.0 - eps) + b) * wc
+            q_sum[t] += q
+            d[t] += q * (m[t] - xc[t])
+    for t in range(T):
+        loss[t] = q_sum[t] * vm.log(s[t]) + d[t]
+    if not want_grad:
+        return
+    for c in range(C):
+        ec = et[c]
+        tc = tt[c]
+        wc = w[c] if has_w else 1.0
+        for t in range(T):
+            gt_ = g[t] if g.size > 1 else g[0]
+            q = (tc[t] * (1.0 - eps) + b) * wc
+            ec[t] = gt_ * (q_sum[t] / s[t] * ec[t] - q)
+
+
+@kernel
+def _ce_columns_kernel(x, cls, tgt, w, eps, gscale, gstride, out, grad, partials, tile, S):
+    """Cross-entropy on class-major tiles (K-dim inputs, or few classes): class targets
+    ``cls``, or probabilities ``tgt`` (same shape as ``x``; empty for class targets).
+
+    Tiles are ``tile`` samples of one slab ``n`` (for a 2-d input, ``tile`` rows),
+    so the blocks, and with them the partial sums, depend only on the shape.
+    """
+    C = x.shape[1]
+    span = S if x.ndim == 3 else x.shape[0]  # samples per slab
+    per_slab = max(1, -(-span // tile))
+    want_out = out.size > 0
+    want_grad = grad.size > 0
+    w_total = np.float64(C)
+    if w.size > 0:
+        w_total = 0.0
+        for c in range(C):
+            w_total += w[c]
+    for b in prange(partials.size):
+        n = b // per_slab
+        s0 = (b - n * per_slab) * tile
+        s1 = min(s0 + tile, span)
+        r0 = n * span + s0
+        T = s1 - s0
+        xt = _tile(x, n, s0, s1)
+        et = np.empty((C, T), x.dtype)
+        loss = np.empty(T)
+        g = gscale[r0 : r0 + T] if gstride else gscale[:1]
+        if tgt.size > 0:
+            _ce_prob_tile(xt, _tile(tgt, n, s0, s1), w, eps, g, et, want_grad, loss)
+        else:
+            _ce_tile(xt, cls[r0 : r0 + T], w, eps, w_total, g, et, want_grad, loss)
+        if want_grad:
+            _untile(et, grad, n, s0)
+        if want_out:
+            o = out[r0:r0 + T]
+            for t in range(T):
+                o[t] = loss[t]
+        partials[b] = reduce.tree_sum(loss, np.empty((T + 1) // 2))
+    return reduce.combine(partials)
+
+
+_targets_serial = _targets_kernel.serial
+_ce_columns_serial = _ce_columns_kernel.serial
+
+
+@serial
+def _ce_small(x, target, ignore, has_ignore, w, eps, gs, gstride, is_mean, out, grad):
+    """A small 2-d, few-class cross-entropy in one compiled call (target pass, tile, total).
+
+    Same kernels as the general path, minus two Python round trips: on inputs
+    this size the per-call overhead is the cost.  Returns
+    ``(total, denominator, first_bad)``.
+    """
+    cls, denominator, first = _targets_serial(target, ignore, has_ignore, x.shape[1], w)
+    if first >= 0:
+        return 0.0, denominator, first
+    if is_mean:
+        gs = gs / denominator
+    tile = _tile_size(x.shape[1])
+    partials = np.empty(max(1, -(-x.shape[0] // tile)))
+    total = _ce_columns_serial(x, cls, np.empty((0, 0), x.dtype), w, eps, gs, gstride, out, grad, partials, tile, 1)
+    return total, denominator, -1
+
+

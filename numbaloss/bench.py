@@ -241,33 +241,43 @@ _FIRST_CALLS = r"""
 import sys, time
 t0 = time.perf_counter()
 import numpy as np, numbaloss
-from numbaloss.bench import sample_inputs
 print("import", time.perf_counter() - t0)
-for name, spec in numbaloss.REGISTRY.items():
+names = sys.argv[1:] or list(numbaloss.REGISTRY)
+for name in names:
+    spec = numbaloss.REGISTRY[name]
     for label, n in (("small", 64), ("large", 1 << 18)):
-        arrays = sample_inputs(spec, n, np.float32, np.random.default_rng(0))
+        arrays = SAMPLE(spec, n, np.float32, np.random.default_rng(0))
         t0 = time.perf_counter()
         spec.fn(*arrays, return_grad=True)
         print(name, label, time.perf_counter() - t0)
 """
 
 
+def _first_calls(env, names=()):
+    import inspect
+
+    src = inspect.getsource(sample_inputs).replace("def sample_inputs(", "def SAMPLE(")
+    out = subprocess.run([sys.executable, "-c", src + _FIRST_CALLS, *names], env=env, capture_output=True, text=True, check=True)
+    return dict((" ".join(k), float(v)) for *k, v in (line.split() for line in out.stdout.splitlines()))
+
+
 def jit_costs():
-    """Import time and, per loss, the first small call (serial kernels) and the first large call
-    (parallel kernels), float32 with gradient, in fresh processes: cold cache, then warm."""
-    results = {}
+    """What a new user waits for: per loss, in a fresh process with an empty Numba cache, ``import
+    numbaloss``, the first small call (serial kernels) and then the first large call (parallel
+    kernels), float32 with gradient; then every loss's first calls in one process with the cache warm."""
+    lines = ["| loss (float32, with gradient) | import | first small call | first large call | import + both |",
+             "|---|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        for label in ("cold", "warm"):
-            out = subprocess.run([sys.executable, "-c", _FIRST_CALLS], env=env, capture_output=True, text=True, check=True)
-            for line in out.stdout.splitlines():
-                *key, value = line.split()
-                results.setdefault(" ".join(key), {})[label] = float(value)
-    lines = ["| first call (float32, with gradient) | cold cache | warm cache |", "|---|---:|---:|"]
-    for key, v in results.items():
-        lines.append(f"| {key} | {v['cold']:.2f} s | {v['warm']:.2f} s |")
-    total = {label: sum(v[label] for v in results.values()) for label in ("cold", "warm")}
-    lines.append(f"| import + every first call | {total['cold']:.2f} s | {total['warm']:.2f} s |")
+        for name in numbaloss.REGISTRY:
+            with tempfile.TemporaryDirectory() as cold:
+                t = _first_calls(dict(env, NUMBA_CACHE_DIR=cold), [name])
+            small, large = t[f"{name} small"], t[f"{name} large"]
+            lines.append(f"| {name}, cold cache | {t['import']:.2f} s | {small:.2f} s | {large:.2f} s | {t['import'] + small + large:.2f} s |")
+        _first_calls(env)  # fills the cache
+        warm = _first_calls(env)
+    total = sum(warm.values())
+    lines.append(f"| every loss, warm cache | {warm['import']:.2f} s | | | {total:.2f} s |")
     return "\n".join(lines)
 
 

@@ -9,8 +9,8 @@ import pytest
 from numba import config
 
 import numbaloss
-from tests.cases import binary_case, class_case
-from tests.conftest import LOSSES, assert_close, needs_torch, run_torch, torch_error_scale
+from tests.cases import class_case
+from tests.conftest import FACTS, LOSSES, assert_close, needs_torch, run_torch, torch_error_scale
 
 cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
 # The simulator executes kernel arithmetic with NumPy scalars, which warn where a GPU silently
@@ -45,9 +45,7 @@ BINARY_CASES = [
 
 
 def _make(name, shape, option, dtype, rng):
-    if name in ("cross_entropy", "nll_loss"):
-        return class_case(name, shape, dtype, option, rng)
-    return binary_case(name, shape, dtype, option, rng)
+    return FACTS[name][1](name, shape, dtype, option, rng)  # the loss's case maker, from the test table
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])

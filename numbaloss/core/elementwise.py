@@ -17,7 +17,7 @@ fused in.  Results are bitwise the same for any thread count.
 
 Broadcast parameters are never materialised at the input's size: a kernel reads
 the parameter through its broadcast strides and expands one block at a time
-into a scratch buffer that stays in L1 (:func:`_expand`).
+into a scratch buffer that stays in L1 (:func:`_param_block`).
 
 Each loss gets its own copy of the template function, with its own qualname,
 its formulas in the copy's globals, and its code's file set to the loss's
@@ -61,14 +61,22 @@ class Elementwise:
 
 # ----------------------------------------------------------------- kernels
 @serial
-def _expand(p, pmap, lo, hi, dst):
-    """``dst[:hi - lo]`` = the broadcast parameter's values at flat input positions ``lo..hi``.
+def _param_block(p, pmap, lo, hi):
+    """A broadcast parameter's values at flat input positions ``lo..hi``, expanded into a
+    block-sized scratch.
 
-    ``pmap = [nd, shape..., strides...]`` (element strides into ``p``, 0 along
-    broadcast dimensions, dimensions already merged on the host).  One
-    division per dimension at the block's start, then runs along the last
-    dimension with a carry: a few cycles per element on L1-resident data.
+    ``pmap = [nd, shape..., strides...]`` (element strides into ``p``, 0 along broadcast
+    dimensions, dimensions already merged on the host, :func:`broadcast_map`).  One division
+    per dimension at the block's start, then runs along the last dimension with a carry: a
+    few cycles per element, on data that stays in L1.
+
+    A compiled call, not inlined: once per block it costs nothing, and an allocation inlined
+    into a ``prange`` body can be hoisted out of its branch by Numba.
     """
+    n = hi - lo
+    dst = np.empty(n, p.dtype)
+    if n == 0:
+        return dst
     nd = pmap[0]
     shape = pmap[1 : 1 + nd]
     strides = pmap[1 + nd : 1 + 2 * nd]
@@ -80,7 +88,6 @@ def _expand(p, pmap, lo, hi, dst):
         rem //= shape[d]
         off += idx[d] * strides[d]
     last = nd - 1
-    n = hi - lo
     i = 0
     while i < n:
         run_ = min(shape[last] - idx[last], n - i)
@@ -97,20 +104,7 @@ def _expand(p, pmap, lo, hi, dst):
             d -= 1
             idx[d] += 1
             off += strides[d]
-    return dst[:n]
-
-
-@serial
-def _param_block(p, pmap, lo, hi):
-    """The parameter's values for positions ``lo..hi``: a slice of a full-size ``p``
-    (``pmap`` empty), an expanded broadcast, or ``p`` itself when absent (empty).
-
-    A compiled call, not inlined: once per block it costs nothing, and an
-    allocation inlined into a ``prange`` body can be hoisted out of it by Numba.
-    """
-    if p.size == 0 or pmap.size == 0 or hi == lo:
-        return p[lo:hi] if p.size > 0 else p
-    return _expand(p, pmap, lo, hi, np.empty(hi - lo, p.dtype))
+    return dst
 
 
 def _template(x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad):
@@ -119,11 +113,15 @@ def _template(x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, b
     Per block: the losses (into ``out`` for ``none``, else a scratch block summed
     pairwise into ``partials``), ``bad[b]`` = the block's first input failing
     ``CHECK`` (or -1), and the gradient ``GRAD * w * g``.  Returns ``(total, first_bad)``.
+
+    ``wmap``/``pmap`` are None unless the parameter is broadcast, and ``grad`` is None
+    when no gradient is asked for: Numba prunes ``is None`` branches on arguments while
+    compiling, so a call compiles only the parts it uses (the broadcast expansion and
+    the gradient loop cost a cold first call seconds).
     """
     m = x.size
     block = reduce.BLOCK
     want_out = out.size > 0
-    want_grad = grad.size > 0
     has_w = w.size > 0
     has_p = p.size > 0
     one = vmath.like(1.0, x)
@@ -133,8 +131,14 @@ def _template(x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, b
         n = hi - lo
         xs = x[lo:hi]
         ts = t[lo:hi]
-        ws = _param_block(w, wmap, lo, hi)
-        ps = _param_block(p, pmap, lo, hi)
+        if wmap is None:
+            ws = w[lo:hi] if has_w else w
+        else:
+            ws = _param_block(w, wmap, lo, hi)
+        if pmap is None:
+            ps = p[lo:hi] if has_p else p
+        else:
+            ps = _param_block(p, pmap, lo, hi)
         dst = out[lo:hi] if want_out else np.empty(n, x.dtype)
         ok = True
         for i in range(n):  # a pure map: LLVM vectorizes it with the branch-free math
@@ -150,7 +154,7 @@ def _template(x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, b
                 if not CHECK(xs[i]):  # noqa: F821
                     bad[b] = lo + i
                     break
-        if want_grad:
+        if grad is not None:
             gs = gscale[lo:hi] if gstride else gscale[:1]
             gd = grad[lo:hi]
             for i in range(n):
@@ -176,8 +180,8 @@ def make_kernel(name, formulas, source_file):
 
 # ----------------------------------------------------------------- host path
 def broadcast_map(shape, param_shape):
-    """``pmap`` for a parameter broadcast to ``shape`` (see :func:`_expand`), or an empty array when
-    the parameter already has the input's size (read directly).  Adjacent dimensions that the
+    """``pmap`` for a parameter broadcast to ``shape`` (see :func:`_param_block`), or an empty array when
+    the parameter already has the input's size (read directly: the kernels then get None).  Adjacent dimensions that the
     parameter walks together are merged, so most maps have one or two dimensions."""
     if int(np.prod(param_shape, dtype=np.int64)) == int(np.prod(shape, dtype=np.int64)):
         return empty(np.int64)
@@ -194,12 +198,14 @@ def broadcast_map(shape, param_shape):
 
 
 def host_param_block(p, name, dtype, shape):
-    """An optional broadcast parameter as ``(compact contiguous values, pmap)``; ``(empty, empty)`` if absent."""
+    """An optional broadcast parameter as ``(compact contiguous values, pmap)``: ``pmap`` is None
+    when the parameter is absent (its values then empty) or already of the input's size."""
     p = host_param(p, name, dtype)
     if p is None:
-        return empty(dtype), empty(np.int64)
+        return empty(dtype), None
     broadcast_shape(p.shape, shape, name)
-    return p.reshape(-1), broadcast_map(shape, p.shape)
+    pmap = broadcast_map(shape, p.shape)
+    return p.reshape(-1), (pmap if pmap.size else None)
 
 
 def run_cpu(spec, input, target, *, reduction, return_grad, grad_output, **options):
@@ -219,7 +225,7 @@ def run_cpu(spec, input, target, *, reduction, return_grad, grad_output, **optio
     tf = np.ascontiguousarray(t, dtype=dtype).reshape(-1)
     m = xf.size
     out = np.empty(m if reduction == "none" else 0, dtype)
-    grad = np.empty(m if return_grad else 0, dtype)
+    grad = np.empty(m, dtype) if return_grad else None
     nb = reduce.n_blocks(m)
     partials = np.empty(nb)
     bad = np.empty(nb, np.int64)

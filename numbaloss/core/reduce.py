@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .jit import serial
+from .jit import scalar, serial
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -73,9 +73,12 @@ def tree_sum(values, scratch):
     return scratch[0]
 
 
-@serial
+@scalar
 def combine(partials):
-    """Pairwise sum of float64 partials in a fixed order (error O(log n) ulp, deterministic)."""
+    """Pairwise sum of float64 partials in a fixed order (error O(log n) ulp, deterministic).
+
+    Inlined into the kernels: a separately compiled wrapper would cost a cold first call
+    another LLVM optimization of :func:`tree_sum`."""
     return tree_sum(partials, np.empty((partials.size + 1) // 2))
 
 

@@ -21,7 +21,8 @@ from ...core.registry import register, run
 from ...core.validate import check_class_weight, check_ignore_index, check_label_smoothing, class_layout, empty, float_dtype, or_empty
 from .rows import _ce_kernel, _nll_kernel
 from .targets import _class_targets, _flat_targets, _raise_out_of_bounds
-from .tiles import SMALL_C, _ce_columns_kernel, _ce_small, _tile_size
+from .targets import _targets_kernel
+from .tiles import SMALL_C, _ce_columns_kernel, _tile_size
 
 #: The family's CUDA module, imported by the registry only when a device array arrives.
 CUDA = "numbaloss.losses.classification.cuda"
@@ -29,7 +30,7 @@ CUDA = "numbaloss.losses.classification.cuda"
 
 def _plain_small(x, t, weight, grad_output):
     """True for a small C-contiguous ``(N, C)`` float NumPy input with few classes, int64 ``(N,)``
-    NumPy targets, no weight and no ``grad_output``: the case :func:`_ce_small` serves directly."""
+    NumPy targets, no weight and no ``grad_output``: the case :func:`_small_cross_entropy` serves directly."""
     return (
         type(x) is np.ndarray
         and type(t) is np.ndarray
@@ -74,12 +75,23 @@ def _outputs(x, M, reduction, return_grad, n_parts):
 
 
 def _small_cross_entropy(x, t, flat, ignore, has_ignore, w, eps, gscale, gstride, ignore_index, reduction, return_grad, loss_shape, input_shape):
-    """Run :func:`_ce_small` on a small 2-d few-class input (``flat``: its targets, flat) and
-    finish the loss; ``t`` is the caller's target array, for the out-of-bounds message."""
+    """A small 2-d few-class input (``flat``: its targets, flat) on the serial kernels: the target
+    pass, then the tile kernel; ``t`` is the caller's target array, for the out-of-bounds message.
+
+    Two compiled calls from here rather than one compiled wrapper around both: a wrapper
+    costs a second LLVM optimization of everything it links (about 2 s of a cold first
+    call) and saves only one dispatch per call.
+    """
     out, grad, _ = _outputs(x, flat.size, reduction, return_grad, 0)
-    total, denominator, pos = _ce_small(x, flat, ignore, has_ignore, w, eps, gscale, gstride, reduction == "mean", out, grad)
+    C = x.shape[1]
+    cls, denominator, pos = _targets_kernel.serial(flat, ignore, has_ignore, C, w)
     if pos >= 0:
-        _raise_out_of_bounds(t, pos, x.shape[1], ignore_index)
+        _raise_out_of_bounds(t, pos, C, ignore_index)
+    if reduction == "mean":
+        gscale = np.full(1, reduce.divide(gscale[0], denominator))
+    tile = _tile_size(C)
+    partials = np.empty(max(1, -(-x.shape[0] // tile)))
+    total = _ce_columns_kernel.serial(x, cls, None, w, eps, gscale, gstride, out, grad, partials, tile, 1)
     loss = reduce.finish(reduction, out, total, denominator, x.dtype, loss_shape)
     return loss, ((grad.reshape(input_shape),) if return_grad else ())
 
@@ -112,7 +124,7 @@ def _cross_entropy_cpu(spec, input, target, *, weight, ignore_index, reduction, 
         span = S if S > 1 else N
         n_tiles = (N if S > 1 else 1) * max(1, -(-span // tile))
         out, grad, partials = _outputs(x, M, reduction, return_grad, n_tiles)
-        total = _ce_columns_kernel(x, cls, tgt, or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, tile, S, work=x.size)
+        total = _ce_columns_kernel(x, cls, tgt if probs else None, or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, tile, S, work=x.size)
     else:
         rows = reduce.rows_per_block(C)
         out, grad, partials = _outputs(x, M, reduction, return_grad, reduce.n_blocks(M, rows))

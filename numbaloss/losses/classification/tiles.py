@@ -8,7 +8,6 @@ from ...core import vmath as vm
 from ...core import reduce
 from ...core.jit import kernel, scalar, serial
 from .formulas import class_row_loss, class_target_grad
-from .targets import _targets_kernel
 
 
 # ------------------------------------------------------ class-major tiles
@@ -210,7 +209,10 @@ def _ce_prob_tile(xt, tt, w, eps, g, et, want_grad, loss):
 @kernel
 def _ce_columns_kernel(x, cls, tgt, w, eps, gscale, gstride, out, grad, partials, tile, S):
     """Cross-entropy on class-major tiles (K-dim inputs, or few classes): class targets
-    ``cls``, or probabilities ``tgt`` (same shape as ``x``; empty for class targets).
+    ``cls``, or probabilities ``tgt`` (same shape as ``x``; ``None`` for class targets).
+
+    ``tgt is None`` is decided when Numba compiles (it prunes the other branch), so
+    a class-target call never compiles the probability tile, and the reverse.
 
     Tiles are ``tile`` samples of one slab ``n`` (for a 2-d input, ``tile`` rows),
     so the blocks, and with them the partial sums, depend only on the shape.
@@ -235,10 +237,10 @@ def _ce_columns_kernel(x, cls, tgt, w, eps, gscale, gstride, out, grad, partials
         et = np.empty((C, T), x.dtype)
         loss = np.empty(T)
         g = gscale[r0 : r0 + T] if gstride else gscale[:1]
-        if tgt.size > 0:
-            _ce_prob_tile(xt, _tile(tgt, n, s0, s1), w, eps, g, et, want_grad, loss)
-        else:
+        if tgt is None:
             _ce_tile(xt, cls[r0 : r0 + T], w, eps, w_total, g, et, want_grad, loss)
+        else:
+            _ce_prob_tile(xt, _tile(tgt, n, s0, s1), w, eps, g, et, want_grad, loss)
         if want_grad:
             _untile(et, grad, n, s0)
         if want_out:
@@ -247,28 +249,3 @@ def _ce_columns_kernel(x, cls, tgt, w, eps, gscale, gstride, out, grad, partials
                 o[t] = loss[t]
         partials[b] = reduce.tree_sum(loss, np.empty((T + 1) // 2))
     return reduce.combine(partials)
-
-
-_targets_serial = _targets_kernel.serial
-_ce_columns_serial = _ce_columns_kernel.serial
-
-
-@serial
-def _ce_small(x, target, ignore, has_ignore, w, eps, gs, gstride, is_mean, out, grad):
-    """A small 2-d, few-class cross-entropy in one compiled call (target pass, tile, total).
-
-    Same kernels as the general path, minus two Python round trips: on inputs
-    this size the per-call overhead is the cost.  Returns
-    ``(total, denominator, first_bad)``.
-    """
-    cls, denominator, first = _targets_serial(target, ignore, has_ignore, x.shape[1], w)
-    if first >= 0:
-        return 0.0, denominator, first
-    if is_mean:
-        gs = gs / denominator
-    tile = _tile_size(x.shape[1])
-    partials = np.empty(max(1, -(-x.shape[0] // tile)))
-    total = _ce_columns_serial(x, cls, np.empty((0, 0), x.dtype), w, eps, gs, gstride, out, grad, partials, tile, 1)
-    return total, denominator, -1
-
-

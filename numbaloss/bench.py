@@ -324,22 +324,22 @@ def ulp_table():
 
 def crossover():
     """Serial vs parallel kernel time by input size: where PARALLEL_MIN_WORK should sit."""
-    from . import _jit
+    from .core import jit
 
     rng = np.random.default_rng(0)
     lines = ["| elements | serial us | parallel us |", "|---:|---:|---:|"]
-    saved = _jit.PARALLEL_MIN_WORK
+    saved = jit.PARALLEL_MIN_WORK
     try:
         for n in (1 << 10, 1 << 12, 1 << 14, 1 << 15, 1 << 16, 1 << 18):
             x = rng.standard_normal(n, dtype=np.float32)
             t = rng.random(n, dtype=np.float32)
-            _jit.PARALLEL_MIN_WORK = 1 << 62
+            jit.PARALLEL_MIN_WORK = 1 << 62
             ser = best_time(lambda: numbaloss.binary_cross_entropy_with_logits(x, t))
-            _jit.PARALLEL_MIN_WORK = 0
+            jit.PARALLEL_MIN_WORK = 0
             par = best_time(lambda: numbaloss.binary_cross_entropy_with_logits(x, t))
             lines.append(f"| {n} | {ser * 1e6:.1f} | {par * 1e6:.1f} |")
     finally:
-        _jit.PARALLEL_MIN_WORK = saved
+        jit.PARALLEL_MIN_WORK = saved
     return "\n".join(lines)
 
 

@@ -195,3 +195,13 @@ def test_broadcast_maps_merge_dimensions():
     assert elementwise.broadcast_map((3, 4, 5), (3, 1, 1)).tolist() == [2, 3, 20, 1, 0]
     assert elementwise.broadcast_map((3, 4, 5), ()).tolist() == [1, 60, 0]
     assert elementwise.broadcast_map((3, 4, 5), (3, 4, 5)).size == 0  # full size: read directly
+
+
+def test_host_tree_sum_is_the_compiled_one_bit_for_bit():
+    """Small elementwise calls finish their partials in Python: same additions, same order."""
+    from numbaloss.core import reduce
+
+    rng = np.random.default_rng(3)
+    for n in range(0, 70):
+        v = rng.standard_normal(n) * 10.0 ** rng.integers(-8, 8, n)
+        assert np.float64(reduce.tree_sum_host(v)).tobytes() == np.float64(reduce.combine(v)).tobytes()

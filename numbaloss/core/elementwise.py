@@ -29,12 +29,14 @@ recompiled when that module (its formulas) changes.
 import types
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import prange
 
 from . import reduce, vmath
 from .dispatch import host_array, host_param
-from .jit import Kernel, scalar, serial
+from . import jit
+from .jit import scalar, serial
 from .registry import register as _register
 from .registry import run  # noqa: F401  (the loss modules' one call path)
 from .validate import broadcast_shape, check_same_shape, empty, float_dtype
@@ -107,75 +109,109 @@ def _param_block(p, pmap, lo, hi):
     return dst
 
 
-def _template(x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad):
-    """One elementwise loss over flat arrays in fixed blocks (``VALUE``, ``GRAD``, ``CHECK``: its formulas).
+def _block(b, x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad):
+    """Block ``b`` of one elementwise loss (``VALUE``, ``GRAD``, ``CHECK``: its formulas, bound per loss).
 
-    Per block: the losses (into ``out`` for ``none``, else a scratch block summed
-    pairwise into ``partials``), ``bad[b]`` = the block's first input failing
-    ``CHECK`` (or -1), and the gradient ``GRAD * w * g``.  Returns ``(total, first_bad)``.
+    The losses (into ``out`` for ``none``, else a scratch block summed pairwise
+    into ``partials[b]``), ``bad[b]`` = the block's first input failing ``CHECK``
+    (or -1), and the gradient ``GRAD * w * g``.
 
     ``wmap``/``pmap`` are None unless the parameter is broadcast, and ``grad`` is None
     when no gradient is asked for: Numba prunes ``is None`` branches on arguments while
-    compiling, so a call compiles only the parts it uses (the broadcast expansion and
-    the gradient loop cost a cold first call seconds).
+    compiling, so a call compiles only the parts it uses.
     """
-    m = x.size
     block = reduce.BLOCK
-    want_out = out.size > 0
+    lo = b * block
+    hi = min(lo + block, x.size)
+    n = hi - lo
+    one = vmath.like(1.0, x)
     has_w = w.size > 0
     has_p = p.size > 0
-    one = vmath.like(1.0, x)
-    for b in prange(partials.size):
-        lo = b * block
-        hi = min(lo + block, m)
-        n = hi - lo
-        xs = x[lo:hi]
-        ts = t[lo:hi]
-        if wmap is None:
-            ws = w[lo:hi] if has_w else w
-        else:
-            ws = _param_block(w, wmap, lo, hi)
-        if pmap is None:
-            ps = p[lo:hi] if has_p else p
-        else:
-            ps = _param_block(p, pmap, lo, hi)
-        dst = out[lo:hi] if want_out else np.empty(n, x.dtype)
-        ok = True
-        for i in range(n):  # a pure map: LLVM vectorizes it with the branch-free math
-            xi = xs[i]
-            ok &= CHECK(xi)  # noqa: F821  (bound per loss)
+    xs = x[lo:hi]
+    ts = t[lo:hi]
+    if wmap is None:
+        ws = w[lo:hi] if has_w else w
+    else:
+        ws = _param_block(w, wmap, lo, hi)
+    if pmap is None:
+        ps = p[lo:hi] if has_p else p
+    else:
+        ps = _param_block(p, pmap, lo, hi)
+    want_out = out.size > 0
+    dst = out[lo:hi] if want_out else np.empty(n, x.dtype)
+    ok = True
+    for i in range(n):  # a pure map: LLVM vectorizes it with the branch-free math
+        xi = xs[i]
+        ok &= CHECK(xi)  # noqa: F821
+        pi = ps[i] if has_p else one
+        wi = ws[i] if has_w else one
+        dst[i] = VALUE(xi, ts[i], pi, k) * wi  # noqa: F821
+    partials[b] = 0.0 if want_out else reduce.tree_sum(dst, np.empty((n + 1) // 2))
+    bad[b] = -1
+    if not ok:
+        for i in range(n):
+            if not CHECK(xs[i]):  # noqa: F821
+                bad[b] = lo + i
+                break
+    if grad is not None:
+        gs = gscale[lo:hi] if gstride else gscale[:1]
+        gd = grad[lo:hi]
+        for i in range(n):
             pi = ps[i] if has_p else one
             wi = ws[i] if has_w else one
-            dst[i] = VALUE(xi, ts[i], pi, k) * wi  # noqa: F821
-        partials[b] = 0.0 if want_out else reduce.tree_sum(dst, np.empty((n + 1) // 2))
-        bad[b] = -1
-        if not ok:
-            for i in range(n):
-                if not CHECK(xs[i]):  # noqa: F821
-                    bad[b] = lo + i
-                    break
-        if grad is not None:
-            gs = gscale[lo:hi] if gstride else gscale[:1]
-            gd = grad[lo:hi]
-            for i in range(n):
-                pi = ps[i] if has_p else one
-                wi = ws[i] if has_w else one
-                gi = vmath.like(gs[i * gstride], x)
-                gd[i] = GRAD(xs[i], ts[i], pi, k) * wi * gi  # noqa: F821
+            gi = vmath.like(gs[i * gstride], x)
+            gd[i] = GRAD(xs[i], ts[i], pi, k) * wi * gi  # noqa: F821
+
+
+def _template(x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad):
+    """One elementwise loss over flat arrays, in parallel: its blocks (``BLOCK_FN``, the loss's
+    :func:`_block`), then the partials combined.  Returns ``(total, first_bad)``.
+
+    The work lives in the block function, compiled once and shared with the serial path
+    (:class:`BlockKernel`): this kernel compiles only the loop around it, so a first large
+    call after a first small one does not compile the formulas a second time.
+    """
+    for b in prange(partials.size):
+        # np.int64: prange's index is unsigned, and another type would compile the block again
+        BLOCK_FN(np.int64(b), x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad)  # noqa: F821
     for b in range(bad.size):
         if bad[b] >= 0:
             return reduce.combine(partials), bad[b]
     return reduce.combine(partials), -1
 
 
-def make_kernel(name, formulas, source_file):
-    """The loss's own copy of :func:`_template` (parallel and serial), a real function for Numba's cache."""
-    g = dict(_template.__globals__, VALUE=formulas.value, GRAD=formulas.grad, CHECK=formulas.check)
-    code = _template.__code__.replace(co_filename=source_file, co_name=f"{name}_kernel")
-    fn = types.FunctionType(code, g, f"{name}_kernel")
-    fn.__qualname__ = f"{name}_kernel"
+def _copy(template, name, globals_, source_file):
+    """A copy of ``template`` named ``name``, with ``globals_`` added and its code's file set."""
+    code = template.__code__.replace(co_filename=source_file, co_name=name)
+    fn = types.FunctionType(code, dict(template.__globals__, **globals_), name, template.__defaults__)
+    fn.__qualname__ = name
     fn.__module__ = __name__
-    return Kernel(fn)
+    fn.__doc__ = template.__doc__
+    return fn
+
+
+class BlockKernel:
+    """One elementwise loss's kernels: below :data:`~numbaloss.core.jit.PARALLEL_MIN_WORK` elements the
+    compiled block function runs block by block from here (at most a few blocks, and no second
+    compiled function around it: a cold first call pays for the formulas once), above it the
+    parallel kernel.  Both run the same blocks and combine the partials in the same order
+    (:func:`~numbaloss.core.reduce.tree_sum_host` here), so results are bitwise identical.
+    """
+
+    def __init__(self, name, formulas, source_file):
+        globals_ = dict(VALUE=formulas.value, GRAD=formulas.grad, CHECK=formulas.check)
+        self.block = serial(_copy(_block, f"{name}_block", globals_, source_file))
+        self.parallel = numba.njit(parallel=True, **jit.OPTIONS)(
+            _copy(_template, f"{name}_kernel", dict(BLOCK_FN=self.block), source_file)
+        )
+
+    def __call__(self, x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad, work):
+        if work >= jit.PARALLEL_MIN_WORK:
+            return self.parallel(x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad)
+        for b in range(partials.size):
+            self.block(b, x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad)
+        first = bad[bad >= 0]
+        return reduce.tree_sum_host(partials), (int(first[0]) if first.size else -1)
 
 
 # ----------------------------------------------------------------- host path
@@ -248,7 +284,7 @@ def kernel_of(spec):
         import sys
 
         source = sys.modules[spec.fn.__module__].__file__
-        kern = _KERNELS[spec.name] = make_kernel(spec.name, spec.family, source)
+        kern = _KERNELS[spec.name] = BlockKernel(spec.name, spec.family, source)
     return kern
 
 

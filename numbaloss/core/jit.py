@@ -20,7 +20,8 @@ import numba
 #: Reductions get their speed from explicitly written lanes instead.
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
 
-_COMMON = dict(cache=True, fastmath=set(FASTMATH), error_model="numpy", nogil=True)
+#: The options of every CPU function (parallel kernels add ``parallel=True``).
+OPTIONS = dict(cache=True, fastmath=set(FASTMATH), error_model="numpy", nogil=True)
 
 
 #: Below this many input elements a kernel runs serially: waking Numba's
@@ -38,12 +39,12 @@ class Kernel:
 
     def __init__(self, fn):
         self.py_func = fn
-        self.parallel = numba.njit(parallel=True, **_COMMON)(fn)
+        self.parallel = numba.njit(parallel=True, **OPTIONS)(fn)
         # a distinct qualname gives the serial twin its own on-disk cache entry
         twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
         twin.__qualname__ = fn.__qualname__ + "_serial"
         twin.__doc__ = fn.__doc__
-        self.serial = numba.njit(**_COMMON)(twin)
+        self.serial = numba.njit(**OPTIONS)(twin)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args, work):
@@ -57,7 +58,7 @@ def kernel(fn):
 
 def serial(fn):
     """A serial compiled function: scalar math, row helpers, small loops."""
-    return numba.njit(**_COMMON)(fn)
+    return numba.njit(**OPTIONS)(fn)
 
 
 def scalar(fn):
@@ -65,4 +66,4 @@ def scalar(fn):
     at the Numba IR level so that LLVM sees one loop body it can vectorize: left to
     LLVM's own inliner, a chain such as ``log1p(exp(-|x|))`` can stay a call and
     keep the whole loop scalar."""
-    return numba.njit(inline="always", **_COMMON)(fn)
+    return numba.njit(inline="always", **OPTIONS)(fn)

@@ -73,6 +73,16 @@ def tree_sum(values, scratch):
     return scratch[0]
 
 
+def tree_sum_host(values):
+    """:func:`tree_sum` of a few float64 values in Python, in exactly its order (the same
+    additions, so bitwise the same result): finishes a small call without compiling anything."""
+    v = [float(a) for a in values]
+    while len(v) > 1:
+        h = len(v) // 2
+        v = [v[j] + v[h + j] for j in range(h)] + v[2 * h :]
+    return v[0] if v else 0.0
+
+
 @scalar
 def combine(partials):
     """Pairwise sum of float64 partials in a fixed order (error O(log n) ulp, deterministic).

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...core import reduce
 from ...core.dispatch import host_array, host_param
-from ...core.jit import PARALLEL_MIN_WORK
+from ...core import jit
 from ...core.registry import register, run
 from ...core.validate import check_class_weight, check_ignore_index, check_label_smoothing, class_layout, empty, float_dtype, or_empty
 from .rows import _ce_kernel, _nll_kernel
@@ -42,7 +42,7 @@ def _plain_small(x, t, weight, grad_output):
         and t.dtype.char in "lq"
         and t.itemsize == 8
         and 0 < x.shape[1] <= SMALL_C
-        and 0 < x.size < PARALLEL_MIN_WORK
+        and 0 < x.size < jit.PARALLEL_MIN_WORK
         and t.shape[0] == x.shape[0]
         and x.flags.c_contiguous
         and t.flags.c_contiguous
@@ -102,7 +102,7 @@ def _cross_entropy_cpu(spec, input, target, *, weight, ignore_index, reduction, 
     eps = check_label_smoothing(label_smoothing)
     ignore_index = check_ignore_index(ignore_index)
     M = N * S
-    if not probs and S == 1 and C <= SMALL_C and x.size < PARALLEL_MIN_WORK:
+    if not probs and S == 1 and C <= SMALL_C and x.size < jit.PARALLEL_MIN_WORK:
         flat, ignore, has_ignore = _flat_targets(t, ignore_index)
         gscale, gstride = reduce.grad_scale(reduction, grad_output, 1.0, loss_shape, return_grad)
         return _small_cross_entropy(

@@ -60,10 +60,15 @@ def _workloads(quick):
 
         return make
 
-    def binary(n, logits):
+    def binary(n, logits, pos_weight=0):
         def make(rng):
             x = rng.standard_normal(n, dtype=np.float32) if logits else rng.random(n, dtype=np.float32)
-            return x, rng.random(n, dtype=np.float32), {}
+            t = rng.random(n, dtype=np.float32)
+            if not pos_weight:
+                return x, t, {}
+            # a (C,) pos_weight, broadcast along the last dimension (read through its strides)
+            shape = (n // pos_weight, pos_weight)
+            return x.reshape(shape), t.reshape(shape), {"pos_weight": rng.random(pos_weight, dtype=np.float32) + 0.5}
 
         return make
 
@@ -75,6 +80,8 @@ def _workloads(quick):
         (f"cross_entropy fwd {2**20 // k}x10 probabilities", "cross_entropy", ce_prob(2**20 // k, 10), False),
         (f"binary_cross_entropy 2^{24 - (3 if quick else 0)}", "binary_cross_entropy", binary(2**24 // k, False), False),
         (f"binary_cross_entropy_with_logits 2^{24 - (3 if quick else 0)}", "binary_cross_entropy_with_logits", binary(2**24 // k, True), False),
+        (f"binary_cross_entropy_with_logits 2^{24 - (3 if quick else 0)} pos_weight (1024,)", "binary_cross_entropy_with_logits",
+         binary(2**24 // k, True, 1024), False),
         ("cross_entropy fwd 64x10 (per call)", "cross_entropy", ce(64, 10), False),
         ("nll_loss fwd+grad 4096x1000", "nll_loss", ce(4096, 1000), True),
     ]

@@ -205,3 +205,14 @@ def test_host_tree_sum_is_the_compiled_one_bit_for_bit():
     for n in range(0, 70):
         v = rng.standard_normal(n) * 10.0 ** rng.integers(-8, 8, n)
         assert np.float64(reduce.tree_sum_host(v)).tobytes() == np.float64(reduce.combine(v)).tobytes()
+
+
+@pytest.mark.parametrize("name", list(numbaloss.REGISTRY))
+def test_benchmark_inputs_exist_for_every_loss(name):
+    """asv and ``python -m numbaloss.bench --jit`` make their inputs from the registry."""
+    from numbaloss.bench import sample_inputs
+
+    spec = numbaloss.REGISTRY[name]
+    arrays = sample_inputs(spec, 64, np.float32, np.random.default_rng(0))
+    loss, grad = spec.fn(*arrays, return_grad=True)
+    assert np.isfinite(loss) and grad.shape == arrays[0].shape

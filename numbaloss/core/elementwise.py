@@ -9,8 +9,9 @@ none).  An optional ``check(x)`` marks inputs that are out of the loss's domain
 (BCE's [0, 1]); the first one is raised as ValueError.
 
 Given these formulas (``@scalar`` functions, shared with the CUDA template),
-:func:`register` makes the loss's parallel and serial CPU kernels and registers
-it.  Each kernel walks fixed blocks of :data:`~numbaloss.core.reduce.BLOCK`
+:func:`register` makes the loss's CPU kernel (a block function, run block by
+block for small inputs and in a parallel loop for large ones,
+:class:`~numbaloss.core.jit.Blocked`) and registers it.  It walks fixed blocks of :data:`~numbaloss.core.reduce.BLOCK`
 elements: the losses (to the output, or to a scratch block summed pairwise in
 float64), the first bad input, and the gradient with the reduction's scale
 fused in.  Results are bitwise the same for any thread count.
@@ -19,19 +20,16 @@ Broadcast parameters are never materialised at the input's size: a kernel reads
 the parameter through its broadcast strides and expands one block at a time
 into a scratch buffer that stays in L1 (:func:`_param_block`).
 
-Each loss gets its own copy of the template function, with its own qualname,
+Each loss gets its own copy of the block function, with its own qualname,
 its formulas in the copy's globals, and its code's file set to the loss's
 module: a real function, so Numba's on-disk cache finds it in a new process
 (closures miss it, Numba issue #6264), cached beside the loss's module, and
 recompiled when that module (its formulas) changes.
 """
 
-import types
 from dataclasses import dataclass
 
-import numba
 import numpy as np
-from numba import prange
 
 from . import reduce, vmath
 from .dispatch import host_array, host_param
@@ -163,55 +161,11 @@ def _block(b, x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, b
             gd[i] = GRAD(xs[i], ts[i], pi, k) * wi * gi  # noqa: F821
 
 
-def _template(x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad):
-    """One elementwise loss over flat arrays, in parallel: its blocks (``BLOCK_FN``, the loss's
-    :func:`_block`), then the partials combined.  Returns ``(total, first_bad)``.
-
-    The work lives in the block function, compiled once and shared with the serial path
-    (:class:`BlockKernel`): this kernel compiles only the loop around it, so a first large
-    call after a first small one does not compile the formulas a second time.
-    """
-    for b in prange(partials.size):
-        # np.int64: prange's index is unsigned, and another type would compile the block again
-        BLOCK_FN(np.int64(b), x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad)  # noqa: F821
-    for b in range(bad.size):
-        if bad[b] >= 0:
-            return reduce.combine(partials), bad[b]
-    return reduce.combine(partials), -1
-
-
-def _copy(template, name, globals_, source_file):
-    """A copy of ``template`` named ``name``, with ``globals_`` added and its code's file set."""
-    code = template.__code__.replace(co_filename=source_file, co_name=name)
-    fn = types.FunctionType(code, dict(template.__globals__, **globals_), name, template.__defaults__)
-    fn.__qualname__ = name
-    fn.__module__ = __name__
-    fn.__doc__ = template.__doc__
-    return fn
-
-
-class BlockKernel:
-    """One elementwise loss's kernels: below :data:`~numbaloss.core.jit.PARALLEL_MIN_WORK` elements the
-    compiled block function runs block by block from here (at most a few blocks, and no second
-    compiled function around it: a cold first call pays for the formulas once), above it the
-    parallel kernel.  Both run the same blocks and combine the partials in the same order
-    (:func:`~numbaloss.core.reduce.tree_sum_host` here), so results are bitwise identical.
-    """
-
-    def __init__(self, name, formulas, source_file):
-        globals_ = dict(VALUE=formulas.value, GRAD=formulas.grad, CHECK=formulas.check)
-        self.block = serial(_copy(_block, f"{name}_block", globals_, source_file))
-        self.parallel = numba.njit(parallel=True, **jit.OPTIONS)(
-            _copy(_template, f"{name}_kernel", dict(BLOCK_FN=self.block), source_file)
-        )
-
-    def __call__(self, x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad, work):
-        if work >= jit.PARALLEL_MIN_WORK:
-            return self.parallel(x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad)
-        for b in range(partials.size):
-            self.block(b, x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad)
-        first = bad[bad >= 0]
-        return reduce.tree_sum_host(partials), (int(first[0]) if first.size else -1)
+def make_kernel(name, formulas, source_file):
+    """The loss's own copy of :func:`_block` (a real function with its own qualname and its formulas
+    in its globals, so Numba's on-disk cache finds it), as a :class:`~numbaloss.core.jit.Blocked` kernel."""
+    globals_ = dict(VALUE=formulas.value, GRAD=formulas.grad, CHECK=formulas.check)
+    return jit.Blocked(serial(jit.copy_function(_block, f"{name}_block", globals_, source_file)))
 
 
 # ----------------------------------------------------------------- host path
@@ -266,7 +220,10 @@ def run_cpu(spec, input, target, *, reduction, return_grad, grad_output, **optio
     partials = np.empty(nb)
     bad = np.empty(nb, np.int64)
     gscale, gstride = reduce.grad_scale(reduction, grad_output, m, shape, return_grad)
-    total, pos = kernel_of(spec)(xf, tf, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad, work=m)
+    kernel_of(spec)(nb, xf, tf, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad, work=m)
+    total = reduce.total(partials)
+    first = bad[bad >= 0]
+    pos = int(first[0]) if first.size else -1
     if pos >= 0:
         where = [int(i) for i in np.unravel_index(pos, shape)]
         raise ValueError(f"{f.check_error}; input{where} = {xf[pos]}")
@@ -284,7 +241,7 @@ def kernel_of(spec):
         import sys
 
         source = sys.modules[spec.fn.__module__].__file__
-        kern = _KERNELS[spec.name] = BlockKernel(spec.name, spec.family, source)
+        kern = _KERNELS[spec.name] = make_kernel(spec.name, spec.family, source)
     return kern
 
 

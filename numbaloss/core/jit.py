@@ -11,6 +11,8 @@ import functools
 import types
 
 import numba
+import numpy as np
+from numba import prange
 
 #: LLVM fast-math flags that are safe for our semantics.  Plain ``fastmath=True``
 #: also sets ``nnan``/``ninf``, which lets LLVM assume no NaN/inf exist: that
@@ -67,3 +69,56 @@ def scalar(fn):
     LLVM's own inliner, a chain such as ``log1p(exp(-|x|))`` can stay a call and
     keep the whole loop scalar."""
     return numba.njit(inline="always", **OPTIONS)(fn)
+
+
+def copy_function(template, name, globals_=None, source_file=None):
+    """A real copy of ``template`` named ``name`` (its own qualname), with ``globals_`` added and its
+    code's file set to ``source_file``: what a template needs to be instantiated per loss and still
+    hit Numba's on-disk cache in a new process (a closure misses it, Numba issue #6264).  The cache
+    sits beside ``source_file`` and is invalidated when that file changes."""
+    code = template.__code__
+    if source_file:
+        code = code.replace(co_filename=source_file, co_name=name)
+    fn = types.FunctionType(code, dict(template.__globals__, **(globals_ or {})), name, template.__defaults__)
+    fn.__qualname__ = name
+    fn.__module__ = template.__module__
+    fn.__doc__ = template.__doc__
+    return fn
+
+
+def _each_block(n_blocks, *args):
+    """``BLOCK(b, *args)`` for every block, in parallel (``BLOCK`` is bound per copy)."""
+    for b in prange(n_blocks):
+        # np.int64: prange's index is unsigned, and another type would compile the block again
+        BLOCK(np.int64(b), *args)  # noqa: F821
+
+
+class Blocked:
+    """A kernel written as one block function ``block(b, *args)`` (a :func:`serial` function that
+    does all the work of block ``b`` and writes its results, partial sums included, into ``args``).
+
+    Small inputs run the blocks one by one from Python; large ones run a parallel loop around
+    the same compiled block function.  The formulas are therefore compiled once, not once per
+    variant: a first large call after a small one compiles only the loop.  Both walk the same
+    blocks, so results are bitwise identical; how the caller adds the partials is up to it
+    (:func:`numbaloss.core.reduce.total`).  Call as ``kernel(n_blocks, *args, work=n_elements)``.
+    """
+
+    def __init__(self, block):
+        self.block = block
+        py = block.py_func
+        each = copy_function(_each_block, py.__name__ + "_parallel", {"BLOCK": block}, py.__code__.co_filename)
+        self.parallel = numba.njit(parallel=True, **OPTIONS)(each)
+        functools.update_wrapper(self, py)
+
+    def __call__(self, n_blocks, *args, work):
+        if work >= PARALLEL_MIN_WORK:
+            self.parallel(n_blocks, *args)
+        else:
+            for b in range(n_blocks):
+                self.block(b, *args)
+
+
+def blocked(fn):
+    """Decorator: a :class:`Blocked` kernel from a block function ``fn(b, *args)``."""
+    return Blocked(serial(fn))

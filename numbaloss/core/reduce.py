@@ -83,6 +83,16 @@ def tree_sum_host(values):
     return v[0] if v else 0.0
 
 
+#: Up to this many partials are added in Python (:func:`tree_sum_host`): no compiled call.
+HOST_SUM_MAX = 64
+
+
+def total(partials):
+    """The sum of a kernel's float64 partials, pairwise in the fixed order of :func:`tree_sum`,
+    whichever way it runs (bitwise the same)."""
+    return tree_sum_host(partials) if partials.size <= HOST_SUM_MAX else combine(partials)
+
+
 @scalar
 def combine(partials):
     """Pairwise sum of float64 partials in a fixed order (error O(log n) ulp, deterministic).

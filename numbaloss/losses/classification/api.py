@@ -5,7 +5,7 @@ as ``(N, C, S)`` with ``S = d1 * ... * dk``; a *row* is the ``C`` logits of one
 sample ``(n, s)``, ``M = N * S`` rows in all.  ``(N, C)`` inputs keep a 2-d view so
 that each row is contiguous.
 
-Class-index targets go through one cheap pass (:func:`_targets_kernel`) that
+Class-index targets go through one cheap pass (:func:`.targets.target_pass`) that
 validates every index, maps ignored ones to ``-1`` and sums the weights of the
 kept targets (the ``mean`` denominator).  Only then does the row kernel run, so
 it can never read out of bounds and can fuse the reduction's scale into the
@@ -20,9 +20,8 @@ from ...core import jit
 from ...core.registry import register, run
 from ...core.validate import check_class_weight, check_ignore_index, check_label_smoothing, class_layout, empty, float_dtype, or_empty
 from .rows import _ce_kernel, _nll_kernel
-from .targets import _class_targets, _flat_targets, _raise_out_of_bounds
-from .targets import _targets_kernel
-from .tiles import SMALL_C, _ce_columns_kernel, _tile_size
+from .targets import _class_targets, _flat_targets, _raise_out_of_bounds, target_pass
+from .tiles import SMALL_C, _ce_columns, _tile_size
 
 #: The family's CUDA module, imported by the registry only when a device array arrives.
 CUDA = "numbaloss.losses.classification.cuda"
@@ -78,20 +77,22 @@ def _small_cross_entropy(x, t, flat, ignore, has_ignore, w, eps, gscale, gstride
     """A small 2-d few-class input (``flat``: its targets, flat) on the serial kernels: the target
     pass, then the tile kernel; ``t`` is the caller's target array, for the out-of-bounds message.
 
-    Two compiled calls from here rather than one compiled wrapper around both: a wrapper
+    Compiled calls from here rather than one compiled wrapper around them: a wrapper
     costs a second LLVM optimization of everything it links (about 2 s of a cold first
-    call) and saves only one dispatch per call.
+    call) and saves only a dispatch or two per call.
     """
     out, grad, _ = _outputs(x, flat.size, reduction, return_grad, 0)
     C = x.shape[1]
-    cls, denominator, pos = _targets_kernel.serial(flat, ignore, has_ignore, C, w)
+    cls, denominator, pos = target_pass(flat, ignore, has_ignore, C, w)
     if pos >= 0:
         _raise_out_of_bounds(t, pos, C, ignore_index)
     if reduction == "mean":
         gscale = np.full(1, reduce.divide(gscale[0], denominator))
     tile = _tile_size(C)
     partials = np.empty(max(1, -(-x.shape[0] // tile)))
-    total = _ce_columns_kernel.serial(x, cls, None, w, eps, gscale, gstride, out, grad, partials, tile, 1)
+    for b in range(partials.size):
+        _ce_columns.block(b, x, cls, None, w, eps, gscale, gstride, out, grad, partials, tile, 1)
+    total = reduce.tree_sum_host(partials)
     loss = reduce.finish(reduction, out, total, denominator, x.dtype, loss_shape)
     return loss, ((grad.reshape(input_shape),) if return_grad else ())
 
@@ -116,7 +117,7 @@ def _cross_entropy_cpu(spec, input, target, *, weight, ignore_index, reduction, 
         cls = empty(np.dtype(np.int64), 1)
         denominator = M
     else:
-        cls, denominator = _class_targets(t, ignore_index, C, w)
+        cls, denominator = _class_targets(t, ignore_index, C, w, dtype)
         tgt = empty(dtype, x.ndim)
     gscale, gstride = reduce.grad_scale(reduction, grad_output, denominator, loss_shape, return_grad)
     if S > 1 or C <= SMALL_C:
@@ -124,7 +125,8 @@ def _cross_entropy_cpu(spec, input, target, *, weight, ignore_index, reduction, 
         span = S if S > 1 else N
         n_tiles = (N if S > 1 else 1) * max(1, -(-span // tile))
         out, grad, partials = _outputs(x, M, reduction, return_grad, n_tiles)
-        total = _ce_columns_kernel(x, cls, tgt if probs else None, or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, tile, S, work=x.size)
+        _ce_columns(n_tiles, x, cls, tgt if probs else None, or_empty(w, dtype), eps, gscale, gstride, out, grad, partials, tile, S, work=x.size)
+        total = reduce.total(partials)
     else:
         rows = reduce.rows_per_block(C)
         out, grad, partials = _outputs(x, M, reduction, return_grad, reduce.n_blocks(M, rows))
@@ -138,7 +140,7 @@ def _nll_loss_cpu(spec, input, target, *, weight, ignore_index, reduction, retur
     x, t, w, N, C, S, loss_shape, _, dtype = _prepare(input, target, weight, reduction, "nll_loss")
     ignore_index = check_ignore_index(ignore_index)
     M = N * S
-    cls, denominator = _class_targets(t, ignore_index, C, w)
+    cls, denominator = _class_targets(t, ignore_index, C, w, dtype)
     rows = reduce.BLOCK
     out, grad, partials = _outputs(x, M, reduction, return_grad, reduce.n_blocks(M, rows))
     gscale, gstride = reduce.grad_scale(reduction, grad_output, denominator, loss_shape, return_grad)

@@ -2,11 +2,10 @@
 
 import numpy as np
 from numba import prange
-from numba.extending import overload
 
 from ...core import vmath as vm
 from ...core import reduce
-from ...core.jit import kernel, scalar, serial
+from ...core.jit import kernel, serial
 from .formulas import _row, class_row_loss, class_target_grad
 
 

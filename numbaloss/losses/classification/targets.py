@@ -4,60 +4,61 @@ It runs before any row kernel, so no kernel can read out of bounds.
 """
 
 import numpy as np
-from numba import prange
 
 from ...core import reduce
-from ...core.jit import kernel
+from ...core.jit import blocked
 from ...core.validate import int_range, or_empty
 
 
 # ------------------------------------------------------------------ target pass
-@kernel
-def _targets_kernel(target, ignore, has_ignore, n_classes, w):
-    """Validate class indices in fixed blocks.
+@blocked
+def _targets(b, target, ignore, has_ignore, n_classes, w, cls, wsum, bad):
+    """Block ``b`` of the target pass: ``cls[i]`` = the class, or -1 (ignored or out of range),
+    ``wsum[b]`` = the sum of the kept targets' weights, ``bad[b]`` = the first out-of-range
+    position or -1."""
+    block = reduce.BLOCK
+    lo = b * block
+    hi = min(lo + block, target.size)
+    has_w = w.size > 0
+    acc = 0.0
+    first_bad = -1
+    for i in range(lo, hi):
+        t = target[i]
+        if has_ignore and t == ignore:
+            cls[i] = -1
+        elif t < 0 or t >= n_classes:
+            cls[i] = -1
+            if first_bad < 0:
+                first_bad = i
+        else:
+            k = np.int64(t)
+            cls[i] = k
+            acc += w[k] if has_w else 1.0
+    wsum[b] = acc
+    bad[b] = first_bad
+
+
+def target_pass(flat, ignore, has_ignore, n_classes, w):
+    """Validate flat class indices in fixed blocks (``w``: class weights, or empty).
 
     Returns ``(cls, denominator, first_bad)``: ``cls[i]`` is the class or -1
     (ignored), ``denominator`` the sum of the kept targets' weights (pairwise
     over blocks), ``first_bad`` the first out-of-range position or -1.
     """
-    m = target.size
-    block = reduce.BLOCK
-    nb = max(1, -(-m // block))
-    has_w = w.size > 0
+    m = flat.size
+    nb = reduce.n_blocks(m)
     cls = np.empty(m, np.int64)
     wsum = np.empty(nb)
     bad = np.empty(nb, np.int64)
-    for b in prange(nb):
-        lo = b * block
-        hi = min(lo + block, m)
-        acc = 0.0
-        first_bad = -1
-        for i in range(lo, hi):
-            t = target[i]
-            if has_ignore and t == ignore:
-                cls[i] = -1
-            elif t < 0 or t >= n_classes:
-                cls[i] = -1
-                if first_bad < 0:
-                    first_bad = i
-            else:
-                k = np.int64(t)
-                cls[i] = k
-                acc += w[k] if has_w else 1.0
-        wsum[b] = acc
-        bad[b] = first_bad
-    first = -1
-    for b in range(nb):
-        if bad[b] >= 0:
-            first = bad[b]
-            break
-    return cls, reduce.combine(wsum), first
+    _targets(nb, flat, ignore, has_ignore, n_classes, w, cls, wsum, bad, work=m)
+    first = bad[bad >= 0]
+    return cls, reduce.total(wsum), (int(first[0]) if first.size else -1)
 
 
-def _class_targets(target, ignore_index, n_classes, w):
+def _class_targets(target, ignore_index, n_classes, w, dtype):
     """Run the target pass; returns ``(cls, denominator)`` or raises IndexError naming the bad target."""
     flat, ignore, has_ignore = _flat_targets(target, ignore_index)
-    cls, denominator, pos = _targets_kernel(flat, ignore, has_ignore, n_classes, or_empty(w, np.float64), work=flat.size)
+    cls, denominator, pos = target_pass(flat, ignore, has_ignore, n_classes, or_empty(w, dtype))
     if pos >= 0:
         _raise_out_of_bounds(target, pos, n_classes, ignore_index)
     return cls, denominator

@@ -1,12 +1,11 @@
 """Class-major tiles: few classes or K-dim inputs, the inner loop running along samples."""
 
 import numpy as np
-from numba import prange
 from numba.extending import overload
 
 from ...core import vmath as vm
 from ...core import reduce
-from ...core.jit import kernel, scalar, serial
+from ...core.jit import blocked, serial
 from .formulas import class_row_loss, class_target_grad
 
 
@@ -206,10 +205,11 @@ def _ce_prob_tile(xt, tt, w, eps, g, et, want_grad, loss):
             ec[t] = gt_ * (q_sum[t] / s[t] * ec[t] - q)
 
 
-@kernel
-def _ce_columns_kernel(x, cls, tgt, w, eps, gscale, gstride, out, grad, partials, tile, S):
-    """Cross-entropy on class-major tiles (K-dim inputs, or few classes): class targets
-    ``cls``, or probabilities ``tgt`` (same shape as ``x``; ``None`` for class targets).
+@blocked
+def _ce_columns(b, x, cls, tgt, w, eps, gscale, gstride, out, grad, partials, tile, S):
+    """Block ``b`` of cross-entropy on class-major tiles (K-dim inputs, or few classes): class
+    targets ``cls``, or probabilities ``tgt`` (same shape as ``x``; ``None`` for class targets).
+    Writes the tile's losses (to ``out`` for ``none``), its gradient, and ``partials[b]``.
 
     ``tgt is None`` is decided when Numba compiles (it prunes the other branch), so
     a class-target call never compiles the probability tile, and the reverse.
@@ -227,25 +227,23 @@ def _ce_columns_kernel(x, cls, tgt, w, eps, gscale, gstride, out, grad, partials
         w_total = 0.0
         for c in range(C):
             w_total += w[c]
-    for b in prange(partials.size):
-        n = b // per_slab
-        s0 = (b - n * per_slab) * tile
-        s1 = min(s0 + tile, span)
-        r0 = n * span + s0
-        T = s1 - s0
-        xt = _tile(x, n, s0, s1)
-        et = np.empty((C, T), x.dtype)
-        loss = np.empty(T)
-        g = gscale[r0 : r0 + T] if gstride else gscale[:1]
-        if tgt is None:
-            _ce_tile(xt, cls[r0 : r0 + T], w, eps, w_total, g, et, want_grad, loss)
-        else:
-            _ce_prob_tile(xt, _tile(tgt, n, s0, s1), w, eps, g, et, want_grad, loss)
-        if want_grad:
-            _untile(et, grad, n, s0)
-        if want_out:
-            o = out[r0:r0 + T]
-            for t in range(T):
-                o[t] = loss[t]
-        partials[b] = reduce.tree_sum(loss, np.empty((T + 1) // 2))
-    return reduce.combine(partials)
+    n = b // per_slab
+    s0 = (b - n * per_slab) * tile
+    s1 = min(s0 + tile, span)
+    r0 = n * span + s0
+    T = s1 - s0
+    xt = _tile(x, n, s0, s1)
+    et = np.empty((C, T), x.dtype)
+    loss = np.empty(T)
+    g = gscale[r0 : r0 + T] if gstride else gscale[:1]
+    if tgt is None:
+        _ce_tile(xt, cls[r0 : r0 + T], w, eps, w_total, g, et, want_grad, loss)
+    else:
+        _ce_prob_tile(xt, _tile(tgt, n, s0, s1), w, eps, g, et, want_grad, loss)
+    if want_grad:
+        _untile(et, grad, n, s0)
+    if want_out:
+        o = out[r0:r0 + T]
+        for t in range(T):
+            o[t] = loss[t]
+    partials[b] = reduce.tree_sum(loss, np.empty((T + 1) // 2))

@@ -36,7 +36,6 @@ from .dispatch import host_array, host_param
 from . import jit
 from .jit import scalar, serial
 from .registry import register as _register
-from .registry import run  # noqa: F401  (the loss modules' one call path)
 from .validate import broadcast_shape, check_same_shape, empty, float_dtype
 
 
@@ -222,8 +221,7 @@ def run_cpu(spec, input, target, *, reduction, return_grad, grad_output, **optio
     gscale, gstride = reduce.grad_scale(reduction, grad_output, m, shape, return_grad)
     kernel_of(spec)(nb, xf, tf, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad, work=m)
     total = reduce.total(partials)
-    first = bad[bad >= 0]
-    pos = int(first[0]) if first.size else -1
+    pos = reduce.first_flag(bad)
     if pos >= 0:
         where = [int(i) for i in np.unravel_index(pos, shape)]
         raise ValueError(f"{f.check_error}; input{where} = {xf[pos]}")

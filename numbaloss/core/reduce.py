@@ -76,11 +76,23 @@ def tree_sum(values, scratch):
 def tree_sum_host(values):
     """:func:`tree_sum` of a few float64 values in Python, in exactly its order (the same
     additions, so bitwise the same result): finishes a small call without compiling anything."""
-    v = [float(a) for a in values]
+    if values.size == 1:  # the common small call: nothing to add
+        return float(values[0])
+    v = values.tolist()
     while len(v) > 1:
         h = len(v) // 2
         v = [v[j] + v[h + j] for j in range(h)] + v[2 * h :]
     return v[0] if v else 0.0
+
+
+def first_flag(flags):
+    """The first non-negative entry of a kernel's per-block flags (a position), or -1."""
+    if flags.size == 1:
+        return int(flags[0])
+    for f in flags.tolist():
+        if f >= 0:
+            return f
+    return -1
 
 
 #: Up to this many partials are added in Python (:func:`tree_sum_host`): no compiled call.

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core import elementwise
 from ..core import vmath as vm
-from ..core.elementwise import run
+from ..core.registry import run
 from ..core.jit import scalar
 
 #: torch clamps each log at -100 so that input 0 or 1 gives a finite loss of 100.

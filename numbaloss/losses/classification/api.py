@@ -20,8 +20,8 @@ from ...core import jit
 from ...core.registry import register, run
 from ...core.validate import check_class_weight, check_ignore_index, check_label_smoothing, class_layout, empty, float_dtype, or_empty
 from .rows import _ce_kernel, _nll_kernel
-from .targets import _class_targets, _flat_targets, _raise_out_of_bounds, target_pass
-from .tiles import SMALL_C, _ce_columns, _tile_size
+from .targets import _class_targets, _flat_targets, _raise_out_of_bounds
+from .tiles import SMALL_C, _ce_columns, _ce_small, _tile_size
 
 #: The family's CUDA module, imported by the registry only when a device array arrives.
 CUDA = "numbaloss.losses.classification.cuda"
@@ -29,7 +29,7 @@ CUDA = "numbaloss.losses.classification.cuda"
 
 def _plain_small(x, t, weight, grad_output):
     """True for a small C-contiguous ``(N, C)`` float NumPy input with few classes, int64 ``(N,)``
-    NumPy targets, no weight and no ``grad_output``: the case :func:`_small_cross_entropy` serves directly."""
+    NumPy targets, no weight and no ``grad_output``: the case :func:`_ce_small` serves directly."""
     return (
         type(x) is np.ndarray
         and type(t) is np.ndarray
@@ -74,25 +74,12 @@ def _outputs(x, M, reduction, return_grad, n_parts):
 
 
 def _small_cross_entropy(x, t, flat, ignore, has_ignore, w, eps, gscale, gstride, ignore_index, reduction, return_grad, loss_shape, input_shape):
-    """A small 2-d few-class input (``flat``: its targets, flat) on the serial kernels: the target
-    pass, then the tile kernel; ``t`` is the caller's target array, for the out-of-bounds message.
-
-    Compiled calls from here rather than one compiled wrapper around them: a wrapper
-    costs a second LLVM optimization of everything it links (about 2 s of a cold first
-    call) and saves only a dispatch or two per call.
-    """
+    """Run :func:`_ce_small` on a small 2-d few-class input (``flat``: its targets, flat) and
+    finish the loss; ``t`` is the caller's target array, for the out-of-bounds message."""
     out, grad, _ = _outputs(x, flat.size, reduction, return_grad, 0)
-    C = x.shape[1]
-    cls, denominator, pos = target_pass(flat, ignore, has_ignore, C, w)
+    total, denominator, pos = _ce_small(x, flat, ignore, has_ignore, w, eps, gscale, gstride, reduction == "mean", out, grad)
     if pos >= 0:
-        _raise_out_of_bounds(t, pos, C, ignore_index)
-    if reduction == "mean":
-        gscale = np.full(1, reduce.divide(gscale[0], denominator))
-    tile = _tile_size(C)
-    partials = np.empty(max(1, -(-x.shape[0] // tile)))
-    for b in range(partials.size):
-        _ce_columns.block(b, x, cls, None, w, eps, gscale, gstride, out, grad, partials, tile, 1)
-    total = reduce.tree_sum_host(partials)
+        _raise_out_of_bounds(t, pos, x.shape[1], ignore_index)
     loss = reduce.finish(reduction, out, total, denominator, x.dtype, loss_shape)
     return loss, ((grad.reshape(input_shape),) if return_grad else ())
 
@@ -121,7 +108,7 @@ def _cross_entropy_cpu(spec, input, target, *, weight, ignore_index, reduction, 
         tgt = empty(dtype, x.ndim)
     gscale, gstride = reduce.grad_scale(reduction, grad_output, denominator, loss_shape, return_grad)
     if S > 1 or C <= SMALL_C:
-        tile = _tile_size(C)
+        tile = _tile_size.py_func(C)  # plain Python: a compiled call from here costs a dispatch
         span = S if S > 1 else N
         n_tiles = (N if S > 1 else 1) * max(1, -(-span // tile))
         out, grad, partials = _outputs(x, M, reduction, return_grad, n_tiles)

@@ -51,8 +51,7 @@ def target_pass(flat, ignore, has_ignore, n_classes, w):
     wsum = np.empty(nb)
     bad = np.empty(nb, np.int64)
     _targets(nb, flat, ignore, has_ignore, n_classes, w, cls, wsum, bad, work=m)
-    first = bad[bad >= 0]
-    return cls, reduce.total(wsum), (int(first[0]) if first.size else -1)
+    return cls, reduce.total(wsum), reduce.first_flag(bad)
 
 
 def _class_targets(target, ignore_index, n_classes, w, dtype):

@@ -31,7 +31,7 @@ def cuda_overload(func, typer, **options):
     """Register ``typer`` (an ``@overload``-style function) for ``func`` on the CUDA target too.
 
     Overloads registered with ``numba.extending.overload`` serve the CPU only;
-    kernels here share helpers such as ``_classification._row`` with the CPU
+    kernels here share helpers such as ``classification.formulas._row`` with the CPU
     kernels, so their typers are registered once more for CUDA.  A no-op on the
     simulator, which runs the helpers' plain Python bodies.
     """
@@ -41,7 +41,7 @@ def cuda_overload(func, typer, **options):
         overload(func, target="cuda", **options)(typer)
 
 
-# The shared scalar formulas (``_binary.bce_*``, ``_classification.class_row_loss``)
+# The shared scalar formulas (``losses.binary.bce_*``, ``classification.formulas.class_row_loss``)
 # call ``vmath.exp``/``log``/``log1p``/``exp_neg``.  On the CPU those are the
 # branch-free polynomials (no SVML there); on the GPU libdevice's own functions
 # are fast and accurate, and the polynomials' ``np.floor`` has no CUDA lowering.

@@ -11,7 +11,7 @@ from .formulas import _row, class_row_loss, class_target_grad
 
 @serial
 def _row_max(xr):
-    """Max of a row, as a max over order-preserving integer keys (:func:`numbaloss._math.order_key`):
+    """Max of a row, as a max over order-preserving integer keys (:func:`numbaloss.core.vmath.order_key`):
     LLVM vectorizes that reduction, while a float max loop stays scalar.
 
     The max is exact, so the order of the comparisons cannot matter.  A NaN with a
@@ -30,7 +30,7 @@ def _row_max(xr):
 def _exp_shifted(xr, m, buf):
     """``buf[j] = exp(x_j - m)``: a pure map, so LLVM vectorizes it with the branch-free exp.
 
-    ``x_j - m <= 0`` (or NaN), so the cheaper :func:`numbaloss._math.exp_neg` applies.
+    ``x_j - m <= 0`` (or NaN), so the cheaper :func:`numbaloss.core.vmath.exp_neg` applies.
     """
     for j in range(xr.size):
         buf[j] = vm.exp_neg(xr[j] - m)

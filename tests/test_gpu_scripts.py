@@ -8,7 +8,6 @@ what is checked is that the script runs to the end and that its parity checks pa
 """
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 

@@ -216,3 +216,11 @@ def test_benchmark_inputs_exist_for_every_loss(name):
     arrays = sample_inputs(spec, 64, np.float32, np.random.default_rng(0))
     loss, grad = spec.fn(*arrays, return_grad=True)
     assert np.isfinite(loss) and grad.shape == arrays[0].shape
+
+
+def test_an_input_check_comes_with_its_message():
+    """The CUDA kernel records failing inputs only where there is a message to raise them with."""
+    with pytest.raises(ValueError, match="needs its check_error"):
+        elementwise.register(module="X", value=toy_value, grad=toy_grad, check=toy_check)
+    with pytest.raises(ValueError, match="needs its check_error"):
+        elementwise.register(module="X", value=toy_value, grad=toy_grad, check_error="never raised")

@@ -27,6 +27,7 @@ module: a real function, so Numba's on-disk cache finds it in a new process
 recompiled when that module (its formulas) changes.
 """
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +57,17 @@ class Elementwise:
     scale: str = None  #: name of the multiplying parameter (``"weight"``) or None
     param: str = None  #: name of the parameter the formulas read (``"pos_weight"``) or None
     option: str = None  #: name of the scalar option passed as ``k``, or None
+
+    def options_of(self, options):
+        """``(scale parameter or None, formula parameter or None, k)`` from a call's options."""
+        w = options.get(self.scale) if self.scale else None
+        p = options.get(self.param) if self.param else None
+        return w, p, (float(options[self.option]) if self.option else 0.0)
+
+    def input_error(self, pos, shape, value):
+        """The ValueError for the first input (flat position ``pos``) that fails ``check``."""
+        where = [int(i) for i in np.unravel_index(pos, shape)]
+        return ValueError(f"{self.check_error}; input{where} = {value}")
 
 
 # ----------------------------------------------------------------- kernels
@@ -207,9 +219,9 @@ def run_cpu(spec, input, target, *, reduction, return_grad, grad_output, **optio
         raise TypeError(f"target must be a real numeric array, got {t.dtype}")
     check_same_shape(x.shape, t.shape)
     shape = x.shape
-    w, wmap = host_param_block(options.get(f.scale) if f.scale else None, f.scale, dtype, shape)
-    p, pmap = host_param_block(options.get(f.param) if f.param else None, f.param, dtype, shape)
-    k = float(options[f.option]) if f.option else 0.0
+    w, p, k = f.options_of(options)
+    w, wmap = host_param_block(w, f.scale, dtype, shape)
+    p, pmap = host_param_block(p, f.param, dtype, shape)
     xf = np.ascontiguousarray(x).reshape(-1)
     tf = np.ascontiguousarray(t, dtype=dtype).reshape(-1)
     m = xf.size
@@ -223,8 +235,7 @@ def run_cpu(spec, input, target, *, reduction, return_grad, grad_output, **optio
     total = reduce.total(partials)
     pos = reduce.first_flag(bad)
     if pos >= 0:
-        where = [int(i) for i in np.unravel_index(pos, shape)]
-        raise ValueError(f"{f.check_error}; input{where} = {xf[pos]}")
+        raise f.input_error(pos, shape, xf[pos])
     value = reduce.finish(reduction, out, total, m, dtype, shape)
     return value, ((grad.reshape(shape),) if return_grad else ())
 
@@ -236,15 +247,18 @@ def kernel_of(spec):
     """The loss's CPU kernel, made on first use (nothing compiles at import)."""
     kern = _KERNELS.get(spec.name)
     if kern is None:
-        import sys
-
         source = sys.modules[spec.fn.__module__].__file__
         kern = _KERNELS[spec.name] = make_kernel(spec.name, spec.family, source)
     return kern
 
 
 def register(*, module, value, grad, check=no_check, check_error="", scale=None, param=None, option=None, **fields):
-    """Register an elementwise loss from its formulas (decorates the public function)."""
+    """Register an elementwise loss from its formulas (decorates the public function).
+
+    ``check`` and ``check_error`` come together: the CUDA kernel records a failing input in
+    an error buffer that exists only when there is a message to raise."""
+    if (check is not no_check) != bool(check_error):
+        raise ValueError("an elementwise loss with an input check needs its check_error, and only then")
     family = Elementwise(value, grad, check, check_error, scale, param, option)
     params = tuple(n for n in (scale, param) if n)
     return _register(

@@ -131,9 +131,9 @@ def run(spec, input, target, *, reduction, return_grad, grad_output, **options):
             raise ValueError(f"{name}: non-contiguous Numba device arrays are not supported here; pass a contiguous array")
     xf = x.reshape(m) if x.ndim != 1 else x
     tf = t.reshape(m) if t.ndim != 1 else t
-    w, wmap = _param(call, options.get(f.scale) if f.scale else None, f.scale, dtype, shape)
-    p, pmap = _param(call, options.get(f.param) if f.param else None, f.param, dtype, shape)
-    k = float(options[f.option]) if f.option else 0.0
+    w, p, k = f.options_of(options)
+    w, wmap = _param(call, w, f.scale, dtype, shape)
+    p, pmap = _param(call, p, f.param, dtype, shape)
     gscale, g0 = device_grad_scale(call, reduction, grad_output, shape, return_grad)
     out = call.empty(m, dtype) if reduction == "none" else call.nothing(dtype)
     grad = call.empty(m, dtype) if return_grad else call.nothing(dtype)
@@ -151,6 +151,5 @@ def run(spec, input, target, *, reduction, return_grad, grad_output, **options):
     if f.check_error:
         pos = call.first_error(err)
         if pos >= 0:
-            where = [int(i) for i in np.unravel_index(pos, shape)]
-            raise ValueError(f"{f.check_error}; input{where} = {xf[pos : pos + 1].copy_to_host()[0]}")
+            raise f.input_error(pos, shape, xf[pos : pos + 1].copy_to_host()[0])
     return value, ((call.result(grad.reshape(shape)),) if return_grad else ())

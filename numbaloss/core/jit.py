@@ -1,7 +1,9 @@
 """Numba options, pinned in one place.
 
-Every CPU kernel in numbaloss is decorated with :func:`kernel` (parallel loop over
-fixed-size blocks) or :func:`serial` (small helpers, scalar math).  Nothing is
+Every CPU kernel in numbaloss is decorated with :func:`kernel` (a parallel loop over
+fixed-size blocks and its serial twin), :func:`blocked` (one block function, run serially
+or inside a parallel loop) or :func:`serial` (small helpers); per-element math is
+:func:`scalar`.  Nothing is
 compiled at import: Numba compiles lazily on the first call for each dtype
 combination and ``cache=True`` keeps the machine code on disk, so only the first
 process ever pays the JIT cost.
@@ -42,7 +44,8 @@ class Kernel:
     def __init__(self, fn):
         self.py_func = fn
         self.parallel = numba.njit(parallel=True, **OPTIONS)(fn)
-        # a distinct qualname gives the serial twin its own on-disk cache entry
+        # a distinct qualname gives the serial twin its own on-disk cache entry; it shares the module's
+        # live globals (copy_function's snapshot would miss helpers defined below the kernel)
         twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
         twin.__qualname__ = fn.__qualname__ + "_serial"
         twin.__doc__ = fn.__doc__

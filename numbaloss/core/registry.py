@@ -22,8 +22,9 @@ Decisions for the losses to come (torch's semantics, fixed here once):
   that cannot use them (a CUDA kernel) raises TypeError naming the option.
 """
 
+import functools
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .dispatch import backend_of
 from .reduce import check_reduction
@@ -54,13 +55,11 @@ class Loss:
     reductions: tuple = ("none", "mean", "sum")
     mean: str = "elements"  #: what ``"mean"`` divides by
     family: object = None  #: the family's own description (formulas for a template)
-    _cuda_run: list = field(default_factory=list, repr=False)
 
+    @functools.cached_property
     def cuda_run(self):
         """The CUDA implementation, imported on first use."""
-        if not self._cuda_run:
-            self._cuda_run.append(importlib.import_module(self.cuda).run)
-        return self._cuda_run[0]
+        return importlib.import_module(self.cuda).run
 
 
 def register(*, module, cpu, cuda, **fields):
@@ -84,7 +83,7 @@ def run(spec, arrays, options, reduction, return_grad, grad_output):
     check_reduction(reduction, spec.reductions)
     params = [(name, options.get(name)) for name in spec.params]
     on_device = backend_of(arrays[0], zip(spec.arrays[1:], arrays[1:]), params) == "cuda"
-    impl = spec.cuda_run() if on_device else spec.cpu
+    impl = spec.cuda_run if on_device else spec.cpu
     value, grads = impl(spec, *arrays, reduction=reduction, return_grad=return_grad, grad_output=grad_output, **options)
     if not return_grad:
         return value

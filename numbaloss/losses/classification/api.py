@@ -200,7 +200,7 @@ def cross_entropy(
         >>> grad.round(4)
         array([[-0.2144,  0.1753,  0.0391]], dtype=float32)
     """
-    if reduction == "mean" or reduction == "sum" or reduction == "none":
+    if reduction in reduce.REDUCTIONS:  # (run() checks it otherwise)
         if _plain_small(input, target, weight, grad_output):
             # The most common small call, recognised in a few attribute reads: every check of the
             # general path holds for it, so it goes straight to the one compiled call.

@@ -163,13 +163,21 @@ def _block(b, x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, b
                 bad[b] = lo + i
                 break
     if grad is not None:
-        gs = gscale[lo:hi] if gstride else gscale[:1]
         gd = grad[lo:hi]
-        for i in range(n):
-            pi = ps[i] if has_p else one
-            wi = ws[i] if has_w else one
-            gi = vmath.like(gs[i * gstride], x)
-            gd[i] = GRAD(xs[i], ts[i], pi, k) * wi * gi  # noqa: F821
+        # two loops, not one reading gscale[i * gstride]: a stride unknown at compile time
+        # is a gather to LLVM, and the loop stays scalar
+        if gstride:
+            gs = gscale[lo:hi]
+            for i in range(n):
+                pi = ps[i] if has_p else one
+                wi = ws[i] if has_w else one
+                gd[i] = GRAD(xs[i], ts[i], pi, k) * wi * vmath.like(gs[i], x)  # noqa: F821
+        else:
+            g = vmath.like(gscale[0], x)
+            for i in range(n):
+                pi = ps[i] if has_p else one
+                wi = ws[i] if has_w else one
+                gd[i] = GRAD(xs[i], ts[i], pi, k) * wi * g  # noqa: F821
 
 
 def make_kernel(name, formulas, source_file):

@@ -10,6 +10,8 @@ process ever pays the JIT cost.
 """
 
 import functools
+import hashlib
+import os
 import types
 
 import numba
@@ -28,6 +30,66 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
 OPTIONS = dict(cache=True, fastmath=set(FASTMATH), error_model="numpy", nogil=True)
 
 
+# ------------------------------------------------------------ the on-disk cache
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@functools.lru_cache(maxsize=None)
+def package_stamp():
+    """A hash of every source file of the package: the stamp of every numbaloss cache entry.
+
+    Numba keys a cache entry by its own source file only, but our kernels inline code from
+    other files (the math in ``vmath``, the reductions, a template's body copied into the
+    loss's module): a change there would leave a stale kernel in the cache.  Hashing the
+    whole package (a few hundred kilobytes, read once per process) makes any change in
+    numbaloss recompile every numbaloss kernel, and nothing else."""
+    paths = sorted(
+        os.path.relpath(os.path.join(root, name), _PACKAGE)
+        for root, _, files in os.walk(_PACKAGE)
+        for name in files
+        if name.endswith(".py")
+    )
+    h = hashlib.sha256()
+    for rel in paths:
+        h.update(rel.encode())
+        with open(os.path.join(_PACKAGE, rel), "rb") as f:
+            h.update(f.read())
+    return h.digest()
+
+
+def _package_locator(base):
+    """``base`` (one of Numba's cache locators) for numbaloss's files, stamped by :func:`package_stamp`."""
+
+    class Locator(base):
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            inside = os.path.abspath(py_file).startswith(_PACKAGE + os.sep)
+            return super().from_function(py_func, py_file) if inside else None
+
+        def get_source_stamp(self):
+            return package_stamp()
+
+    Locator.__name__ = Locator.__qualname__ = "Package" + base.__name__
+    return Locator
+
+
+def _install_locators():
+    """Put the package-stamped locators ahead of Numba's own (same order, same cache places).
+    Numba's locator list is not public API: if it moves, caching falls back to Numba's stamps."""
+    from numba.core import caching
+
+    impl = getattr(caching, "CacheImpl", None)
+    classes = getattr(impl, "_locator_classes", None)
+    if not isinstance(classes, list) or any(c.__name__.startswith("Package") for c in classes):
+        return
+    ours = [_package_locator(c) for c in classes if c.__name__ in ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")]
+    classes[:0] = ours
+
+
+_install_locators()
+
+
+# ------------------------------------------------------------ kernels
 #: Below this many input elements a kernel runs serially: waking Numba's
 #: thread pool costs tens of microseconds, more than a small loss takes.
 #: Chosen by measurement (``python -m numbaloss.bench`` prints the crossover).

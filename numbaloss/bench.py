@@ -26,6 +26,9 @@ import time
 import numpy as np
 
 import numbaloss
+from numbaloss import roofline
+from numbaloss.core import reduce, vmath
+from numbaloss.core.jit import scalar
 from numbaloss.core.elementwise import Elementwise, no_check
 
 try:
@@ -41,8 +44,16 @@ except ImportError:  # pragma: no cover - outside the repository
 
 
 # ------------------------------------------------------------------ workloads
+@scalar
+def _ce_grad_map(e, f):
+    """The cross-entropy gradient loop's body, ``g (f e - b)`` (for the instruction count)."""
+    return vmath.like(0.5, e) * (f * e - vmath.like(0.1, e))
+
+
 def _workloads(quick):
-    """(label, loss name, maker, kwargs, fused-with-gradient) for the table."""
+    """(label, loss name, maker, fused-with-gradient, ops) for the table; ``ops(simd_bits, fused)``
+    counts the vector instructions per element of the loops that do the work (:mod:`numbaloss.roofline`),
+    in a process that has just compiled them."""
     k = 8 if quick else 1
 
     def ce(n, c, weight=False):
@@ -73,18 +84,45 @@ def _workloads(quick):
 
         return make
 
+    # vector instructions per element, counted in the IR of the loops that run (numbaloss.roofline)
+    def ew(name):  # the elementwise template: the value formula, the pairwise sum, the gradient formula
+        def ops(simd, fused):
+            f = numbaloss.REGISTRY[name].family
+            grad = roofline.formula_ops(f.grad, simd) if fused else 0.0
+            return roofline.formula_ops(f.value, simd) + roofline.loops_ops(reduce.tree_sum, simd) + grad
+
+        return ops
+
+    def rows_ce(simd, fused):  # row max, exponentials, their pairwise sum; the gradient g (f e - b)
+        from .losses.classification import rows
+
+        grad = roofline.formula_ops(_ce_grad_map, simd, n_args=2) if fused else 0.0
+        return sum(roofline.loops_ops(k, simd) for k in (rows._row_max, rows._exp_shifted, reduce.tree_sum)) + grad
+
+    def tiles_ce(simd, fused):  # per logit: max, exp, sum; per sample (over C logits): the loss
+        from .losses.classification import tiles
+
+        per_logit = roofline.loops_ops(tiles._tile_exp_sum, simd)
+        return per_logit + (roofline.loops_ops(tiles._ce_tile, simd) - per_logit) / 10  # the workloads' C
+
+    def gathers(simd, fused):  # nll_loss reads one logit per row: no vector loops
+        return 0.0
+
     big = (8192 // k, 32000)
+    e = 24 - (3 if quick else 0)
+    bce, bcel = "binary_cross_entropy", "binary_cross_entropy_with_logits"
     return [
-        (f"cross_entropy fwd {big[0]}x{big[1]}", "cross_entropy", ce(*big), False),
-        (f"cross_entropy fwd+grad {big[0]}x{big[1]}", "cross_entropy", ce(*big), True),
-        (f"cross_entropy fwd {2**20 // k}x10 weight", "cross_entropy", ce(2**20 // k, 10, True), False),
-        (f"cross_entropy fwd {2**20 // k}x10 probabilities", "cross_entropy", ce_prob(2**20 // k, 10), False),
-        (f"binary_cross_entropy 2^{24 - (3 if quick else 0)}", "binary_cross_entropy", binary(2**24 // k, False), False),
-        (f"binary_cross_entropy_with_logits 2^{24 - (3 if quick else 0)}", "binary_cross_entropy_with_logits", binary(2**24 // k, True), False),
-        (f"binary_cross_entropy_with_logits 2^{24 - (3 if quick else 0)} pos_weight (1024,)", "binary_cross_entropy_with_logits",
-         binary(2**24 // k, True, 1024), False),
-        ("cross_entropy fwd 64x10 (per call)", "cross_entropy", ce(64, 10), False),
-        ("nll_loss fwd+grad 4096x1000", "nll_loss", ce(4096, 1000), True),
+        (f"cross_entropy fwd {big[0]}x{big[1]}", "cross_entropy", ce(*big), False, rows_ce),
+        (f"cross_entropy fwd+grad {big[0]}x{big[1]}", "cross_entropy", ce(*big), True, rows_ce),
+        (f"cross_entropy fwd {2**20 // k}x10 weight", "cross_entropy", ce(2**20 // k, 10, True), False, tiles_ce),
+        (f"cross_entropy fwd {2**20 // k}x10 probabilities", "cross_entropy", ce_prob(2**20 // k, 10), False, tiles_ce),
+        (f"binary_cross_entropy 2^{e}", bce, binary(2**24 // k, False), False, ew(bce)),
+        (f"binary_cross_entropy fwd+grad 2^{e}", bce, binary(2**24 // k, False), True, ew(bce)),
+        (f"binary_cross_entropy_with_logits 2^{e}", bcel, binary(2**24 // k, True), False, ew(bcel)),
+        (f"binary_cross_entropy_with_logits fwd+grad 2^{e}", bcel, binary(2**24 // k, True), True, ew(bcel)),
+        (f"binary_cross_entropy_with_logits 2^{e} pos_weight (1024,)", bcel, binary(2**24 // k, True, 1024), False, ew(bcel)),
+        ("cross_entropy fwd 64x10 (per call)", "cross_entropy", ce(64, 10), False, tiles_ce),
+        ("nll_loss fwd+grad 4096x1000", "nll_loss", ce(4096, 1000), True, gathers),
     ]
 
 
@@ -92,6 +130,11 @@ def _bytes(name, x, y, fused):
     """Bytes a call must touch: inputs read (nll_loss reads one logit per row), gradient written."""
     read = np.asarray(y).nbytes + (x.nbytes if name != "nll_loss" else x.shape[0] * x.itemsize)
     return read + (x.nbytes if fused else 0)
+
+
+def _elements(name, x):
+    """Elements the kernel's loops walk (nll_loss: one per row)."""
+    return x.shape[0] if name == "nll_loss" else x.size
 
 
 def best_times(fns, repeats=7, min_time=0.05):
@@ -121,34 +164,6 @@ def best_time(fn, repeats=7, min_time=0.05):
     return best_times([fn], repeats, min_time)[0]
 
 
-def read_bandwidth():
-    """Streaming read bandwidth (bytes/s) of this machine with Numba's threads: a 1 GiB sum."""
-    import numba
-
-    # eight explicit lanes keep the probe bound by memory rather than by add latency
-    @numba.njit(parallel=True)
-    def _sum(a):
-        nb = 256
-        n = a.size // nb
-        out = np.zeros(nb, np.float32)
-        for b in numba.prange(nb):
-            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0.0)
-            for j in range(b * n, b * n + n, 8):
-                s0 += a[j]
-                s1 += a[j + 1]
-                s2 += a[j + 2]
-                s3 += a[j + 3]
-                s4 += a[j + 4]
-                s5 += a[j + 5]
-                s6 += a[j + 6]
-                s7 += a[j + 7]
-            out[b] = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7
-        return out.sum()
-
-    a = np.ones(1 << 28, np.float32)
-    return a.nbytes / best_time(lambda: _sum(a), repeats=5, min_time=0)
-
-
 def _torch_call(name, x, y, kw, fused):
     xt = torch.from_numpy(x)
     yt = torch.from_numpy(y)
@@ -164,18 +179,21 @@ def _torch_call(name, x, y, kw, fused):
     return fwd_bwd
 
 
-def run_table(quick=False, progress=True):
+def run_table(quick=False, progress=True, count=True):
+    """Every workload side by side with torch, and its place on this machine's roofline."""
     rows = []
     rng = np.random.default_rng(0)
     items = _workloads(quick)
-    bar = _progress(len(items) + 1, progress)
-    bw = read_bandwidth()
-    bar.update(1)
+    bar = _progress(len(items) + 2, progress)
+    m = roofline.machine()
+    bw = roofline.bandwidth()
+    rate, per_cycle = roofline.vector_rate(m)
+    bar.update(2)
     if torch is not None:
         import numba
 
         torch.set_num_threads(numba.get_num_threads())
-    for label, name, make, fused in items:
+    for index, (label, name, make, fused, kernels) in enumerate(items):
         x, y, kw = make(rng)
         ours = getattr(numbaloss, name)
         if torch is not None:
@@ -187,29 +205,43 @@ def run_table(quick=False, progress=True):
             t_np = best_time(lambda: ref(x, y, **kw), repeats=2)
         else:
             t_np = float("nan")
+        n = _elements(name, x)
         nbytes = _bytes(name, x, y, fused)
-        rows.append(dict(label=label, ours=t_ours, torch=t_torch, numpy=t_np, gbs=nbytes / t_ours / 1e9, bw=nbytes / t_ours / bw))
+        ops = roofline.count_in_fresh_process(index, m["simd_bits"]) if count else float("nan")
+        t_mem = nbytes / bw["read"]
+        t_ops = ops * n / rate
+        rows.append(dict(label=label, ours=t_ours, torch=t_torch, numpy=t_np, gbs=nbytes / t_ours / 1e9,
+                         bw=nbytes / t_ours / bw["read"], bytes_el=nbytes / n, ops_el=ops, t_mem=t_mem, t_ops=t_ops,
+                         roof=max(t_mem, t_ops) / t_ours, bound="memory" if t_mem >= t_ops else "compute"))
         bar.update(1)
     bar.close()
-    return rows, bw
+    return rows, dict(machine=m, bw=bw, rate=rate, per_cycle=per_cycle)
 
 
-def format_table(rows, bw):
+def format_table(rows, roof):
     import numba
 
+    m, bw = roof["machine"], roof["bw"]
+    probes = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in bw["probes"].items())
     head = (
         f"numbaloss {numbaloss.__version__}, numba {numba.__version__}, "
-        f"torch {torch.__version__ if torch else 'not installed'}, {numba.get_num_threads()} threads; "
-        f"measured read bandwidth {bw / 1e9:.1f} GB/s\n\n"
+        f"torch {torch.__version__ if torch else 'not installed'}, {numba.get_num_threads()} threads\n"
+        f"machine: {roofline.describe(m)}\n"
+        f"read bandwidth {bw['read'] / 1e9:.1f} GB/s (best of: {probes} GB/s; copy read+write {bw['copy_rw'] / 1e9:.1f} GB/s)\n"
+        f"vector rate {roof['rate'] / 1e9:.1f} G instructions/s, all threads ({roof['rate'] * m['f32_lanes'] / 1e9:.0f} G float32 lane-FMAs/s; "
+        f"{roof['per_cycle']:.2f} per core per cycle at the nominal clock, i.e. a clock of "
+        f"{roof['rate'] / m['cores'] / 2 / 1e9:.2f} GHz at the 2 FMAs per cycle of Zen 3 and Skylake-class cores)\n\n"
     )
     lines = [
-        "| workload (float32) | numbaloss ms | torch ms | NumPy ms | speedup vs torch | GB/s | % of read BW |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| workload (float32) | numbaloss ms | torch ms | NumPy ms | speedup vs torch | GB/s | % of read BW "
+        "| bytes/el | vector instr/el | memory bound ms | compute bound ms | % of roofline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['label']} | {r['ours'] * 1e3:.3f} | {r['torch'] * 1e3:.3f} | {r['numpy'] * 1e3:.1f} | "
-            f"{r['torch'] / r['ours']:.2f}x | {r['gbs']:.2f} | {100 * r['bw']:.0f}% |"
+            f"{r['torch'] / r['ours']:.2f}x | {r['gbs']:.2f} | {100 * r['bw']:.0f}% | {r['bytes_el']:.1f} | "
+            f"{r['ops_el']:.1f} | {r['t_mem'] * 1e3:.3f} | {r['t_ops'] * 1e3:.3f} | {100 * r['roof']:.0f}% ({r['bound']}) |"
         )
     return head + "\n".join(lines)
 
@@ -390,8 +422,8 @@ def main(argv=None):
     if args.crossover:
         print(crossover())
         return
-    rows, bw = run_table(quick=args.quick, progress=not args.no_progress)
-    print(format_table(rows, bw))
+    rows, roof = run_table(quick=args.quick, progress=not args.no_progress)
+    print(format_table(rows, roof))
     if args.plot:
         plot(rows, args.plot)
         print(f"\nchart written to {args.plot}")

@@ -63,7 +63,12 @@ def signatures():
         for lay in ("C", "A"):  # contiguous inputs, and strided views of CuPy/torch arrays
             X = _arr(dt, 1, lay)
             for spec in template:
-                add(elementwise_cuda, spec.name, (X, X, D, I, D, I, f64, F, f64, f64, b1, D, D, F, I), elementwise_cuda.kernel_of(spec))
+                f = spec.family
+                for key in f.variants or [()]:  # every formula pair; targets in place and broadcast (compact)
+                    kern = elementwise_cuda.kernel_of(spec, dict(zip(f.switches, key)))
+                    name = spec.name + "".join(f"_{s}{int(v)}" for s, v in zip(f.switches, key))
+                    for T in (X, D):
+                        add(elementwise_cuda, name, (X, T, I, D, I, D, I, f64, F, f64, f64, b1, D, D, F, I), kern)
         for nd in (2, 3):
             for lay in ("C", "A"):
                 X = _arr(dt, nd, lay)

@@ -28,6 +28,7 @@ recompiled when that module (its formulas) changes.
 """
 
 import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,17 @@ class Elementwise:
     scale: str = None  #: name of the multiplying parameter (``"weight"``) or None
     param: str = None  #: name of the parameter the formulas read (``"pos_weight"``) or None
     option: str = None  #: name of the scalar option passed as ``k``, or None
+    #: how ``target`` may differ from ``input`` in shape: ``"same"`` (not at all), ``"target"``
+    #: (it broadcasts to the input's shape) or ``"both"`` (torch's ``broadcast_tensors``: the loss
+    #: has the broadcast shape, and the input's gradient is summed back to the input's shape)
+    broadcast: str = "same"
+    warn_broadcast: bool = False  #: torch's UserWarning when target's size differs from input's
+    #: ``"broadcast"``: the scale broadcasts to the input; ``"input"``: it must have the input's shape
+    scale_shape: str = "broadcast"
+    weighted_mean: bool = False  #: ``"mean"`` with a scale divides by the scale's sum (l1, mse)
+    switches: tuple = ()  #: boolean options that pick a formula pair from ``variants``
+    variants: dict = None  #: ``{(switch values...): (value, grad)}``
+    precheck: object = None  #: ``precheck(options, reduction)``: option errors and torch's warnings
 
     def options_of(self, options):
         """``(scale parameter or None, formula parameter or None, k)`` from a call's options."""
@@ -64,10 +76,62 @@ class Elementwise:
         p = options.get(self.param) if self.param else None
         return w, p, (float(options[self.option]) if self.option else 0.0)
 
+    def formulas(self, options):
+        """``(key, value, grad)``: the formula pair the call's boolean options select (key ``()``
+        without switches); each key compiles its own kernels, on first use."""
+        if not self.switches:
+            return (), self.value, self.grad
+        key = tuple(bool(options[s]) for s in self.switches)
+        value, grad = self.variants[key]
+        return key, value, grad
+
     def input_error(self, pos, shape, value):
         """The ValueError for the first input (flat position ``pos``) that fails ``check``."""
         where = [int(i) for i in np.unravel_index(pos, shape)]
         return ValueError(f"{self.check_error}; input{where} = {value}")
+
+    def shapes(self, input_shape, target_shape):
+        """The loss's shape, checking ``target``'s shape against the input's as torch does."""
+        input_shape, target_shape = tuple(input_shape), tuple(target_shape)
+        if self.broadcast == "same" or input_shape == target_shape:
+            check_same_shape(input_shape, target_shape)
+            return input_shape
+        if self.warn_broadcast:
+            warnings.warn(
+                f"Using a target size ({target_shape}) that is different to the input size ({input_shape}). "
+                "This will likely lead to incorrect results due to broadcasting. "
+                "Please ensure they have the same size.",
+                UserWarning,
+                stacklevel=4,
+            )
+        if self.broadcast == "target":
+            broadcast_shape(target_shape, input_shape, "target")
+            return input_shape
+        try:
+            return tuple(np.broadcast_shapes(input_shape, target_shape))
+        except ValueError:
+            raise ValueError(f"input of shape {input_shape} and target of shape {target_shape} do not broadcast") from None
+
+    def check_scale(self, w_shape, input_shape):
+        if self.scale_shape == "input" and tuple(w_shape) != tuple(input_shape):
+            raise ValueError(f"Weights and input must have the same size: {self.scale} of shape {tuple(w_shape)}, "
+                             f"input of shape {tuple(input_shape)}")
+
+    def denominator(self, reduction, w, shape):
+        """What ``"mean"`` (or ``"batchmean"``) divides by: the element count, the scale's sum
+        (``weighted_mean``), or the first dimension (1 for a 0-d input)."""
+        if reduction == "batchmean":
+            return shape[0] if shape else 1
+        if self.weighted_mean and w is not None:
+            return reduce.total(np.ascontiguousarray(w, np.float64).reshape(-1))
+        return int(np.prod(shape, dtype=np.int64))
+
+
+def sum_to_shape(g, shape):
+    """``g`` (of a broadcast shape) summed back to ``shape``: the gradient of a broadcast input."""
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    return g.sum(axis=axes, keepdims=True).reshape(shape) if axes else g.reshape(shape)
 
 
 # ----------------------------------------------------------------- kernels
@@ -118,14 +182,14 @@ def _param_block(p, pmap, lo, hi):
     return dst
 
 
-def _block(b, x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad):
+def _block(b, x, t, tmap, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad):
     """Block ``b`` of one elementwise loss (``VALUE``, ``GRAD``, ``CHECK``: its formulas, bound per loss).
 
     The losses (into ``out`` for ``none``, else a scratch block summed pairwise
     into ``partials[b]``), ``bad[b]`` = the block's first input failing ``CHECK``
     (or -1), and the gradient ``GRAD * w * g``.
 
-    ``wmap``/``pmap`` are None unless the parameter is broadcast, and ``grad`` is None
+    ``tmap``/``wmap``/``pmap`` are None unless the target or parameter is broadcast, and ``grad`` is None
     when no gradient is asked for: Numba prunes ``is None`` branches on arguments while
     compiling, so a call compiles only the parts it uses.
     """
@@ -137,7 +201,7 @@ def _block(b, x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, b
     has_w = w.size > 0
     has_p = p.size > 0
     xs = x[lo:hi]
-    ts = t[lo:hi]
+    ts = t[lo:hi] if tmap is None else _param_block(t, tmap, lo, hi)
     if wmap is None:
         ws = w[lo:hi] if has_w else w
     else:
@@ -180,10 +244,10 @@ def _block(b, x, t, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, b
                 gd[i] = GRAD(xs[i], ts[i], pi, k) * wi * g  # noqa: F821
 
 
-def make_kernel(name, formulas, source_file):
+def make_kernel(name, value, grad, check, source_file):
     """The loss's own copy of :func:`_block` (a real function with its own qualname and its formulas
     in its globals, so Numba's on-disk cache finds it), as a :class:`~numbaloss.core.jit.Blocked` kernel."""
-    globals_ = dict(VALUE=formulas.value, GRAD=formulas.grad, CHECK=formulas.check)
+    globals_ = dict(VALUE=value, GRAD=grad, CHECK=check)
     return jit.Blocked(serial(jit.copy_function(_block, f"{name}_block", globals_, source_file)))
 
 
@@ -220,54 +284,77 @@ def host_param_block(p, name, dtype, shape):
 def run_cpu(spec, input, target, *, reduction, return_grad, grad_output, **options):
     """The host path of every elementwise loss (see :class:`numbaloss.core.registry.Loss`)."""
     f = spec.family
+    if f.precheck is not None:
+        f.precheck(options, reduction)
     x = host_array(input, "input")
     t = host_array(target, "target")
     dtype = float_dtype(x.dtype)
     if t.dtype.kind not in "biuf":
         raise TypeError(f"target must be a real numeric array, got {t.dtype}")
-    check_same_shape(x.shape, t.shape)
-    shape = x.shape
+    in_shape = x.shape
+    shape = f.shapes(in_shape, t.shape)
+    if shape != in_shape:  # torch broadcasts the input too (and warns): rare, so it is expanded here
+        x = np.broadcast_to(x, shape)
     w, p, k = f.options_of(options)
+    if w is not None:
+        w = host_param(w, f.scale, dtype)
+        f.check_scale(w.shape, in_shape)
+    denominator = f.denominator(reduction, w, shape)
     w, wmap = host_param_block(w, f.scale, dtype, shape)
     p, pmap = host_param_block(p, f.param, dtype, shape)
+    t, tmap = host_param_block(t, "target", dtype, shape)
     xf = np.ascontiguousarray(x).reshape(-1)
-    tf = np.ascontiguousarray(t, dtype=dtype).reshape(-1)
     m = xf.size
-    out = np.empty(m if reduction == "none" else 0, dtype)
+    red = "mean" if reduction == "batchmean" else reduction
+    out = np.empty(m if red == "none" else 0, dtype)
     grad = np.empty(m, dtype) if return_grad else None
     nb = reduce.n_blocks(m)
     partials = np.empty(nb)
     bad = np.empty(nb, np.int64)
-    gscale, gstride = reduce.grad_scale(reduction, grad_output, m, shape, return_grad)
-    kernel_of(spec)(nb, xf, tf, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad, work=m)
+    gscale, gstride = reduce.grad_scale(red, grad_output, denominator, shape, return_grad)
+    kernel_of(spec, options)(nb, xf, t, tmap, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad, work=m)
     total = reduce.total(partials)
     pos = reduce.first_flag(bad)
     if pos >= 0:
         raise f.input_error(pos, shape, xf[pos])
-    value = reduce.finish(reduction, out, total, m, dtype, shape)
-    return value, ((grad.reshape(shape),) if return_grad else ())
+    value = reduce.finish(red, out, total, denominator, dtype, shape)
+    if not return_grad:
+        return value, ()
+    return value, (sum_to_shape(grad.reshape(shape), in_shape),)
 
 
 _KERNELS = {}
 
 
-def kernel_of(spec):
-    """The loss's CPU kernel, made on first use (nothing compiles at import)."""
-    kern = _KERNELS.get(spec.name)
+def kernel_of(spec, options=None):
+    """The loss's CPU kernel for the formulas ``options`` select, made on first use (nothing
+    compiles at import)."""
+    key, value, grad = spec.family.formulas(options or {})
+    kern = _KERNELS.get((spec.name, key))
     if kern is None:
         source = sys.modules[spec.fn.__module__].__file__
-        kern = _KERNELS[spec.name] = make_kernel(spec.name, spec.family, source)
+        name = spec.name + "".join(f"_{s}{int(v)}" for s, v in zip(spec.family.switches, key))
+        kern = _KERNELS[spec.name, key] = make_kernel(name, value, grad, spec.family.check, source)
     return kern
 
 
-def register(*, module, value, grad, check=no_check, check_error="", scale=None, param=None, option=None, **fields):
+def register(*, module, value=None, grad=None, check=no_check, check_error="", scale=None, param=None, option=None,
+             broadcast="same", warn_broadcast=False, scale_shape="broadcast", weighted_mean=False, switches=(),
+             variants=None, precheck=None, **fields):
     """Register an elementwise loss from its formulas (decorates the public function).
 
     ``check`` and ``check_error`` come together: the CUDA kernel records a failing input in
-    an error buffer that exists only when there is a message to raise."""
+    an error buffer that exists only when there is a message to raise.  A loss whose boolean
+    options pick its formulas gives ``switches`` (the option names) and ``variants`` (a formula
+    pair per combination) instead of ``value`` and ``grad``."""
     if (check is not no_check) != bool(check_error):
         raise ValueError("an elementwise loss with an input check needs its check_error, and only then")
-    family = Elementwise(value, grad, check, check_error, scale, param, option)
+    if bool(switches) != (variants is not None) or (variants is None) == (value is None):
+        raise ValueError("give value and grad, or switches and their variants")
+    if variants is not None:
+        value, grad = next(iter(variants.values()))
+    family = Elementwise(value, grad, check, check_error, scale, param, option, broadcast, warn_broadcast,
+                         scale_shape, weighted_mean, tuple(switches), variants, precheck)
     params = tuple(n for n in (scale, param) if n)
     return _register(
         module=module, cpu=run_cpu, cuda="numbaloss.core.elementwise_cuda", params=params, family=family, **fields

@@ -39,9 +39,7 @@ def param_at(p, pmap, i):
     return p[off]
 
 
-def _make_kernel(f):
-    value, grad, check = f.value, f.grad, f.check
-
+def _make_kernel(value, grad, check):
     @cuda.jit(device=True)
     def entry(i, xi, ti, w, wmap, p, pmap, k, gscale, g, out, grad_, err):
         """Element ``i``'s weighted loss (returned; stored when ``out`` is wanted) and its gradient."""
@@ -58,7 +56,7 @@ def _make_kernel(f):
         return loss
 
     @cuda.jit
-    def kernel(x, t, w, wmap, p, pmap, k, gscale, g0, n, is_mean, out, grad_, part, err):
+    def kernel(x, t, tmap, w, wmap, p, pmap, k, gscale, g0, n, is_mean, out, grad_, part, err):
         sm = cuda.shared.array(TPB, float64)
         tid = cuda.threadIdx.x
         lo, hi = chunk_bounds(x.size)
@@ -71,14 +69,15 @@ def _make_kernel(f):
         i = lo + tid
         while i + 3 * TPB < hi:
             x0, x1, x2, x3 = x[i], x[i + TPB], x[i + 2 * TPB], x[i + 3 * TPB]
-            t0, t1, t2, t3 = t[i], t[i + TPB], t[i + 2 * TPB], t[i + 3 * TPB]
+            t0, t1 = param_at(t, tmap, i), param_at(t, tmap, i + TPB)
+            t2, t3 = param_at(t, tmap, i + 2 * TPB), param_at(t, tmap, i + 3 * TPB)
             acc += entry(i, x0, t0, w, wmap, p, pmap, k, gscale, g, out, grad_, err)
             acc += entry(i + TPB, x1, t1, w, wmap, p, pmap, k, gscale, g, out, grad_, err)
             acc += entry(i + 2 * TPB, x2, t2, w, wmap, p, pmap, k, gscale, g, out, grad_, err)
             acc += entry(i + 3 * TPB, x3, t3, w, wmap, p, pmap, k, gscale, g, out, grad_, err)
             i += 4 * TPB
         while i < hi:
-            acc += entry(i, x[i], t[i], w, wmap, p, pmap, k, gscale, g, out, grad_, err)
+            acc += entry(i, x[i], param_at(t, tmap, i), w, wmap, p, pmap, k, gscale, g, out, grad_, err)
             i += TPB
         store_block_sum(acc, sm, tid, part)
 
@@ -88,17 +87,20 @@ def _make_kernel(f):
 _KERNELS = {}
 
 
-def kernel_of(spec):
-    """The loss's CUDA kernel, made on first use."""
-    if spec.name not in _KERNELS:
-        _KERNELS[spec.name] = _make_kernel(spec.family)
-    return _KERNELS[spec.name]
+def kernel_of(spec, options=None):
+    """The loss's CUDA kernel for the formulas ``options`` select, made on first use."""
+    key, value, grad = spec.family.formulas(options or {})
+    if (spec.name, key) not in _KERNELS:
+        _KERNELS[spec.name, key] = _make_kernel(value, grad, spec.family.check)
+    return _KERNELS[spec.name, key]
 
 
-def _param(call, p, name, dtype, shape):
-    """An optional broadcast parameter on the device, compact, with its ``pmap`` (see ``broadcast_map``)."""
+def _param(call, p, name, dtype, shape, f=None, input_shape=None):
+    """An optional broadcast parameter on the device, compact, with its ``pmap`` (see ``broadcast_map``)
+    and its sum when ``f`` divides ``"mean"`` by it (``weighted_mean``; a device weight is copied back
+    once for that)."""
     if p is None:
-        return call.nothing(dtype), call.nothing(np.int64)
+        return call.nothing(dtype), call.nothing(np.int64), None
     if is_device_array(p):
         d = call.param(p, name, dtype)
         if not d.is_c_contiguous():
@@ -109,45 +111,61 @@ def _param(call, p, name, dtype, shape):
         host = np.asarray(p)
         pshape = host.shape
         flat = call.param(host.reshape(-1), name, dtype)
+    if f is not None:
+        f.check_scale(pshape, input_shape)
     broadcast_shape(pshape, shape, name)
     pmap = broadcast_map(shape, pshape)
-    return flat, (call.to_device(pmap) if pmap.size else call.nothing(np.int64))
+    total = None
+    if f is not None and f.weighted_mean:
+        total = host if not is_device_array(p) else flat.copy_to_host()
+    return flat, (call.to_device(pmap) if pmap.size else call.nothing(np.int64)), total
 
 
 def run(spec, input, target, *, reduction, return_grad, grad_output, **options):
     """The device path of every elementwise loss (see :class:`numbaloss.core.registry.Loss`)."""
     f = spec.family
+    if f.precheck is not None:
+        f.precheck(options, reduction)
     call = cuda_host.Call(input)
     x = call.input(input, "input")
     t = call.input(target, "target")
     dtype = float_dtype(x.dtype)
-    check_same_shape(x.shape, t.shape)
+    shape = f.shapes(x.shape, t.shape)
+    if shape != tuple(x.shape):
+        raise ValueError(f"input of shape {tuple(x.shape)} broadcast to {shape} by the target: on the device, "
+                         "broadcast the input to the loss's shape first")
     if np.dtype(t.dtype) != dtype:
         raise TypeError(f"target on the device must have the input's dtype {dtype}, got {np.dtype(t.dtype)}")
-    shape = tuple(x.shape)
     m = int(np.prod(shape))
-    for a, name in ((x, "input"), (t, "target")):
-        if len(shape) > 1 and not a.is_c_contiguous():
-            raise ValueError(f"{name}: non-contiguous Numba device arrays are not supported here; pass a contiguous array")
+    if len(shape) > 1 and not x.is_c_contiguous():
+        raise ValueError("input: non-contiguous Numba device arrays are not supported here; pass a contiguous array")
     xf = x.reshape(m) if x.ndim != 1 else x
-    tf = t.reshape(m) if t.ndim != 1 else t
     w, p, k = f.options_of(options)
-    w, wmap = _param(call, w, f.scale, dtype, shape)
-    p, pmap = _param(call, p, f.param, dtype, shape)
-    gscale, g0 = device_grad_scale(call, reduction, grad_output, shape, return_grad)
-    out = call.empty(m, dtype) if reduction == "none" else call.nothing(dtype)
+    w, wmap, w_host = _param(call, w, f.scale, dtype, shape, f, shape)
+    p, pmap, _ = _param(call, p, f.param, dtype, shape)
+    if tuple(t.shape) == shape:  # read in place, like the input
+        if len(shape) > 1 and not t.is_c_contiguous():
+            raise ValueError("target: non-contiguous Numba device arrays are not supported here; pass a contiguous array")
+        t, tmap = (t.reshape(m) if t.ndim != 1 else t), call.nothing(np.int64)
+    else:
+        t, tmap, _ = _param(call, t, "target", dtype, shape)
+    red = "mean" if reduction == "batchmean" else reduction
+    denominator = float(f.denominator(reduction, w_host, shape))
+    gscale, g0 = device_grad_scale(call, red, grad_output, shape, return_grad)
+    out = call.empty(m, dtype) if red == "none" else call.nothing(dtype)
     grad = call.empty(m, dtype) if return_grad else call.nothing(dtype)
     nb = grid_blocks(m, CHUNK)
     part = call.empty(nb, np.float64)
     err = call.error_buffer() if f.check_error else call.nothing(np.int64)
     if m:
-        call.launch(kernel_of(spec), nb, xf, tf, w, wmap, p, pmap, k, gscale, g0, float(m), reduction == "mean", out, grad, part, err)
+        args = (xf, t, tmap, w, wmap, p, pmap, k, gscale, g0, denominator, red == "mean", out, grad, part, err)
+        call.launch(kernel_of(spec, options), nb, *args)
     else:
         call.launch(zero_kernel, 1, part)
-    if reduction == "none":
+    if red == "none":
         value = call.result(out.reshape(shape))
     else:
-        value = sum_partials(call, part, (call.nothing(np.float64), float(m)), reduction == "mean", dtype)
+        value = sum_partials(call, part, (call.nothing(np.float64), denominator), red == "mean", dtype)
     if f.check_error:
         pos = call.first_error(err)
         if pos >= 0:

@@ -68,6 +68,58 @@ def binary_case(name, shape, dtype, option, rng):
     return x, t, BINARY_OPTIONS[option](rng, shape, logits)
 
 
+def _reals(rng, shape):
+    return rng.standard_normal(shape) * 2
+
+
+def _signs(rng, shape):
+    return np.where(rng.random(shape) < 0.5, -1.0, 1.0)
+
+
+def _weight(rng, shape):
+    return {"weight": rng.uniform(0.2, 2.0, shape)}
+
+
+#: The elementwise losses: name -> (input maker, target maker, {option id: kwargs maker(rng, shape)}).
+#: Option "bcast" gives the target the input's last dimension only (broadcast, as torch allows).
+ELEMENTWISE = {
+    "l1_loss": (_reals, _reals, {"plain": lambda r, s: {}, "weight": _weight, "bcast": lambda r, s: {}}),
+    "mse_loss": (_reals, _reals, {"plain": lambda r, s: {}, "weight": _weight}),
+    "smooth_l1_loss": (_reals, _reals, {"plain": lambda r, s: {}, "beta0": lambda r, s: {"beta": 0.0},
+                                        "beta": lambda r, s: {"beta": 0.7}}),
+    "huber_loss": (_reals, _reals, {"plain": lambda r, s: {}, "delta_weight": lambda r, s: dict(_weight(r, s), delta=0.6)}),
+    "soft_margin_loss": (_reals, _signs, {"plain": lambda r, s: {}, "bcast": lambda r, s: {}}),
+    "kl_div": (
+        lambda r, s: np.log(r.uniform(0.05, 1.0, s)),
+        lambda r, s: np.where(r.random(s) < 0.2, 0.0, r.random(s)),
+        {"plain": lambda r, s: {}, "log_target": lambda r, s: {"log_target": True}, "bcast": lambda r, s: {}},
+    ),
+    "poisson_nll_loss": (
+        _reals,
+        lambda r, s: np.floor(r.uniform(0, 5, s)),
+        {"plain": lambda r, s: {}, "full": lambda r, s: {"full": True},
+         "rates_full": lambda r, s: {"log_input": False, "full": True, "eps": 1e-3}},
+    ),
+    "hinge_embedding_loss": (_reals, _signs, {"plain": lambda r, s: {}, "margin": lambda r, s: {"margin": 0.5},
+                                               "bcast": lambda r, s: {}}),
+}
+ELEMENTWISE_SHAPES = [(41, 1271), (5,), (1,), (0,), (3, 4, 5)]
+
+
+def elementwise_case(name, shape, dtype, option, rng):
+    """(input, target, kwargs) for an elementwise loss of :data:`ELEMENTWISE`."""
+    make_x, make_t, options = ELEMENTWISE[name]
+    x = make_x(rng, shape)
+    if options is not None and option in ("rates_full",):
+        x = rng.uniform(0.0, 3.0, shape)  # rates, not log-rates
+    tshape = shape[-1:] if option == "bcast" else shape
+    t = make_t(rng, tshape).astype(dtype)
+    kwargs = options[option](rng, shape)
+    if name == "kl_div" and option == "log_target":
+        t = np.log(np.maximum(t, 1e-3)).astype(dtype)
+    return x.astype(dtype), t, kwargs
+
+
 def grad_output_for(reduction, loss_shape, rng):
     if reduction == "none":
         return rng.uniform(-2.0, 2.0, loss_shape)
@@ -93,6 +145,11 @@ def all_cases():
                     continue
                 for reduction in REDUCTIONS:
                     out.append((name, shape, option, reduction))
+    for name, (_, _, options) in ELEMENTWISE.items():
+        for shape in ELEMENTWISE_SHAPES:
+            for option in options:
+                for reduction in REDUCTIONS + (["batchmean"] if name == "kl_div" else []):
+                    out.append((name, shape, option, reduction))
     return out
 
 
@@ -101,4 +158,6 @@ def make(name, shape, dtype, option, seed=0):
     rng = np.random.default_rng(zlib.crc32(repr((name, shape, option, np.dtype(dtype).str, seed)).encode()))
     if name in ("cross_entropy", "nll_loss"):
         return class_case(name, shape, dtype, option, rng), rng
+    if name in ELEMENTWISE:
+        return elementwise_case(name, shape, dtype, option, rng), rng
     return binary_case(name, shape, dtype, option, rng), rng

@@ -35,6 +35,7 @@ FACTS = {
     "nll_loss": (reference.nll_loss, cases.class_case),
     "binary_cross_entropy": (reference.binary_cross_entropy, cases.binary_case),
     "binary_cross_entropy_with_logits": (reference.binary_cross_entropy_with_logits, cases.binary_case),
+    **{name: (getattr(reference, name), cases.elementwise_case) for name in cases.ELEMENTWISE},
 }
 
 #: name -> (numbaloss function, reference function, torch function name), from the registry.

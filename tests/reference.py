@@ -141,3 +141,112 @@ def binary_cross_entropy_with_logits(x, target, weight=None, reduction="mean", p
     g = _scale(reduction, grad_output, x.size, x.shape)
     grad = g * w * ((1 - t) * sig - p * t * sig_neg)  # = (p t + 1 - t) sigmoid(x) - p t
     return _reduce(per, reduction, x.size), grad
+
+
+# --------------------------------------------------------------- elementwise losses
+def _pairwise(x, target, grad_output, reduction, per, dper, denominator=None, weight=None):
+    """Reduce ``per`` (the loss at the broadcast shape) and sum ``g * dper`` back to the input's shape
+    (torch's ``broadcast_tensors`` semantics).  ``denominator``: what ``mean`` divides by."""
+    shape = per.shape
+    n = per.size if denominator is None else denominator
+    if weight is not None:
+        w = np.asarray(weight, np.float64)
+        per, dper = per * w, dper * w
+    g = _scale(reduction, grad_output, n, shape)
+    with np.errstate(invalid="ignore"):
+        grad = g * dper
+    lead = grad.ndim - x.ndim
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(x.shape) if s == 1 and grad.shape[lead + i] != 1)
+    grad = grad.sum(axis=axes, keepdims=True).reshape(x.shape) if axes else grad.reshape(x.shape)
+    return _reduce(per, reduction, n), grad
+
+
+def _xt(x, target):
+    x = np.asarray(x, np.float64)
+    t = np.asarray(target, np.float64)
+    xb, tb = np.broadcast_arrays(x, t)
+    return x, xb, tb
+
+
+def l1_loss(x, target, reduction="mean", weight=None, grad_output=None):
+    """``w |x - t|``; gradient ``w sign(x - t)`` (0 at NaN); weighted mean ``sum(w l) / sum(w)``."""
+    x, xb, tb = _xt(x, target)
+    d = xb - tb
+    den = None if weight is None else np.sum(np.asarray(weight, np.float64))
+    return _pairwise(x, target, grad_output, reduction, np.abs(d), np.nan_to_num(np.sign(d), nan=0.0), den, weight)
+
+
+def mse_loss(x, target, reduction="mean", weight=None, grad_output=None):
+    """``w (x - t)^2``; gradient ``2 w (x - t)``; weighted mean ``sum(w l) / sum(w)``."""
+    x, xb, tb = _xt(x, target)
+    d = xb - tb
+    den = None if weight is None else np.sum(np.asarray(weight, np.float64))
+    return _pairwise(x, target, grad_output, reduction, d * d, 2 * d, den, weight)
+
+
+def smooth_l1_loss(x, target, reduction="mean", beta=1.0, grad_output=None):
+    """``0.5 d^2 / beta`` for ``|d| < beta``, else ``|d| - 0.5 beta``."""
+    x, xb, tb = _xt(x, target)
+    d = xb - tb
+    a = np.abs(d)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        small = a < beta
+        per = np.where(small, 0.5 * d * d / (beta if beta else 1.0), a - 0.5 * beta)
+        dper = np.where(small, d / (beta if beta else 1.0), np.nan_to_num(np.sign(d), nan=0.0))
+    return _pairwise(x, target, grad_output, reduction, per, dper)
+
+
+def huber_loss(x, target, reduction="mean", delta=1.0, weight=None, grad_output=None):
+    """``0.5 d^2`` for ``|d| < delta``, else ``delta (|d| - 0.5 delta)``; weighted: ``mean(w l)``."""
+    x, xb, tb = _xt(x, target)
+    d = xb - tb
+    a = np.abs(d)
+    with np.errstate(invalid="ignore"):
+        small = a < delta
+        per = np.where(small, 0.5 * d * d, delta * (a - 0.5 * delta))
+        dper = np.where(small, d, delta * np.nan_to_num(np.sign(d), nan=0.0))
+    return _pairwise(x, target, grad_output, reduction, per, dper, None, weight)
+
+
+def soft_margin_loss(x, target, reduction="mean", grad_output=None):
+    """``log(1 + exp(-t x))``; gradient ``-t / (1 + exp(t x))``."""
+    x, xb, tb = _xt(x, target)
+    z = -tb * xb
+    per = np.logaddexp(0.0, z)
+    dper = -tb * np.exp(-np.logaddexp(0.0, -z))
+    return _pairwise(x, target, grad_output, reduction, per, dper)
+
+
+def kl_div(x, target, reduction="mean", log_target=False, grad_output=None):
+    """``t (log t - x)`` (0 log 0 = 0), or ``exp(t) (t - x)`` with ``log_target``; gradient ``-t`` / ``-exp(t)``."""
+    x, xb, tb = _xt(x, target)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if log_target:
+            per, dper = np.exp(tb) * (tb - xb), -np.exp(tb)
+        else:
+            per, dper = np.where(tb == 0, 0.0, tb * np.log(tb)) - tb * xb, -tb
+    den = (xb.shape[0] if xb.ndim else 1) if reduction == "batchmean" else None
+    return _pairwise(x, target, grad_output, "mean" if reduction == "batchmean" else reduction, per, dper, den)
+
+
+def poisson_nll_loss(x, target, log_input=True, full=False, eps=1e-8, reduction="mean", grad_output=None):
+    """``exp(x) - t x`` or ``x - t log(x + eps)``, plus Stirling's ``t log t - t + log(2 pi t) / 2`` where ``t > 1``."""
+    x, xb, tb = _xt(x, target)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if log_input:
+            per, dper = np.exp(xb) - tb * xb, np.exp(xb) - tb
+        else:
+            per, dper = xb - tb * np.log(xb + eps), 1 - tb / (xb + eps)
+        if full:
+            per = per + np.where(tb > 1, tb * np.log(tb) - tb + 0.5 * np.log(2 * np.pi * tb), 0.0)
+    return _pairwise(x, target, grad_output, reduction, per, dper)
+
+
+def hinge_embedding_loss(x, target, margin=1.0, reduction="mean", grad_output=None):
+    """``x [t != -1] + max(0, margin - x) [t != 1]``; the clamp passes its gradient at the tie."""
+    x, xb, tb = _xt(x, target)
+    v = margin - xb
+    with np.errstate(invalid="ignore"):
+        per = np.where(tb != -1, xb, 0.0) + np.where(tb != 1, np.where(v < 0, 0.0, v), 0.0)
+        dper = (tb != -1).astype(float) - ((tb != 1) & (v >= 0)).astype(float)
+    return _pairwise(x, target, grad_output, reduction, per, dper)

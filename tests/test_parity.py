@@ -3,17 +3,24 @@
 import numpy as np
 import pytest
 
-from tests.cases import DTYPES, all_cases, grad_output_for, make
+from tests.cases import DTYPES, ELEMENTWISE, all_cases, grad_output_for, make
 from tests.conftest import LOSSES, assert_close, needs_torch, run_torch, torch_error_scale
 
 CASES = all_cases()
 IDS = ["-".join([c[0], "x".join(map(str, c[1])) or "scalar", c[2], c[3]]) for c in CASES]
 
 
-def _loss_shape(name, x, target):
+def _loss_shape(name, x, t):
     if name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
         return x.shape
+    if name in ELEMENTWISE:
+        return np.broadcast_shapes(x.shape, t.shape)
     return () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
+
+
+# torch warns where a target's size differs from the input's (the "bcast" cases) and for kl_div's "mean"
+pytestmark = [pytest.mark.filterwarnings("ignore:Using a target size:UserWarning"),
+              pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])

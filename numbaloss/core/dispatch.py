@@ -58,4 +58,4 @@ def host_param(a, name, dtype):
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array, got {a.dtype}")
-    return np.ascontiguousarray(a, dtype=dtype)
+    return np.require(a, dtype, "C")  # keeps a 0-d array 0-d (ascontiguousarray would not)

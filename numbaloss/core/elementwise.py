@@ -102,7 +102,7 @@ class Elementwise:
                 "This will likely lead to incorrect results due to broadcasting. "
                 "Please ensure they have the same size.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=5,  # shapes < run_cpu < registry.run < the loss < its caller
             )
         if self.broadcast == "target":
             broadcast_shape(target_shape, input_shape, "target")

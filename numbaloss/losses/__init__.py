@@ -3,5 +3,21 @@ functions, imports only :mod:`numbaloss.core`, and registers its losses on impor
 
 from .binary import binary_cross_entropy, binary_cross_entropy_with_logits
 from .classification import cross_entropy, nll_loss
+from .divergence import kl_div
+from .margin import hinge_embedding_loss, soft_margin_loss
+from .regression import huber_loss, l1_loss, mse_loss, poisson_nll_loss, smooth_l1_loss
 
-__all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
+__all__ = [
+    "cross_entropy",
+    "nll_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "l1_loss",
+    "mse_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "soft_margin_loss",
+    "kl_div",
+    "poisson_nll_loss",
+    "hinge_embedding_loss",
+]

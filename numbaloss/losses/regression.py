@@ -1,0 +1,257 @@
+r"""Regression losses: ``l1_loss``, ``mse_loss``, ``smooth_l1_loss``, ``huber_loss``, ``poisson_nll_loss``.
+
+Elementwise losses, each its scalar formulas and one registration with the
+elementwise template (:mod:`numbaloss.core.elementwise`), which makes their CPU
+and CUDA kernels.  Formulas take ``(x, t, p, k)``: input, target, an unused
+parameter slot (1) and the scalar option ``k`` (``beta``, ``delta``, ``eps``).
+As in torch, ``input`` and ``target`` broadcast against each other (torch warns
+when their sizes differ, for the losses that warn); the input's gradient is
+summed back to its own shape.
+"""
+
+import math
+
+from ..core import elementwise
+from ..core import vmath as vm
+from ..core.jit import scalar
+from ..core.registry import run
+
+# ------------------------------------------------------------------ formulas
+
+
+@scalar
+def _sign(d):
+    """``sign(d)``, 0 at 0 and at NaN (torch's gradient of ``|d|`` at NaN is 0)."""
+    one = vm.like(1.0, d)
+    zero = vm.like(0.0, d)
+    return one if d > zero else (-one if d < zero else zero)
+
+
+@scalar
+def l1_value(x, t, p, k):
+    """``|x - t|``."""
+    return abs(x - t)
+
+
+@scalar
+def l1_grad(x, t, p, k):
+    """``sign(x - t)``."""
+    return _sign(x - t)
+
+
+@scalar
+def mse_value(x, t, p, k):
+    """``(x - t)^2``."""
+    d = x - t
+    return d * d
+
+
+@scalar
+def mse_grad(x, t, p, k):
+    """``2 (x - t)``."""
+    return vm.like(2.0, x) * (x - t)
+
+
+@scalar
+def smooth_l1_value(x, t, p, k):
+    """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 beta`` (``beta = k``; 0 gives ``|d|``)."""
+    beta = vm.like(k, x)
+    d = x - t
+    a = abs(d)
+    half = vm.like(0.5, x)
+    return half * d * d / beta if a < beta else a - half * beta
+
+
+@scalar
+def smooth_l1_grad(x, t, p, k):
+    """``d / beta`` where ``|d| < beta``, else ``sign(d)``."""
+    beta = vm.like(k, x)
+    d = x - t
+    return d / beta if abs(d) < beta else _sign(d)
+
+
+@scalar
+def huber_value(x, t, p, k):
+    """``0.5 d^2`` where ``|d| < delta``, else ``delta (|d| - 0.5 delta)`` (``delta = k``)."""
+    delta = vm.like(k, x)
+    d = x - t
+    a = abs(d)
+    half = vm.like(0.5, x)
+    return half * d * d if a < delta else delta * (a - half * delta)
+
+
+@scalar
+def huber_grad(x, t, p, k):
+    """``d`` where ``|d| < delta``, else ``delta sign(d)``."""
+    delta = vm.like(k, x)
+    d = x - t
+    return d if abs(d) < delta else delta * _sign(d)
+
+
+@scalar
+def _stirling(t):
+    """``t log t - t + 0.5 log(2 pi t)`` where ``t > 1``, else 0 (torch's ``full=True`` term)."""
+    zero = vm.like(0.0, t)
+    s = t * vm.log(t) - t + vm.like(0.5, t) * vm.log(vm.like(2.0 * math.pi, t) * t)
+    return s if t > vm.like(1.0, t) else zero
+
+
+@scalar
+def poisson_log_value(x, t, p, k):
+    """``exp(x) - t x`` (``log_input=True``)."""
+    return vm.exp(x) - t * x
+
+
+@scalar
+def poisson_log_grad(x, t, p, k):
+    """``exp(x) - t``."""
+    return vm.exp(x) - t
+
+
+@scalar
+def poisson_value(x, t, p, k):
+    """``x - t log(x + eps)`` (``log_input=False``; ``eps = k``)."""
+    return x - t * vm.log(x + vm.like(k, x))
+
+
+@scalar
+def poisson_grad(x, t, p, k):
+    """``1 - t / (x + eps)``."""
+    return vm.like(1.0, x) - t / (x + vm.like(k, x))
+
+
+@scalar
+def poisson_log_full_value(x, t, p, k):
+    return poisson_log_value(x, t, p, k) + _stirling(t)
+
+
+@scalar
+def poisson_full_value(x, t, p, k):
+    return poisson_value(x, t, p, k) + _stirling(t)
+
+
+# ------------------------------------------------------------------ option checks
+def _beta_check(options, reduction):
+    if float(options["beta"]) < 0:
+        raise ValueError("smooth_l1_loss does not support negative values for beta")
+
+
+def _delta_check(options, reduction):
+    if not float(options["delta"]) > 0:
+        raise ValueError("huber_loss does not support non-positive values for delta")
+
+
+# ------------------------------------------------------------------ losses
+_PAIRWISE = dict(broadcast="both", warn_broadcast=True)
+_WEIGHTED = dict(scale="weight", scale_shape="input")
+
+
+@elementwise.register(module="L1Loss", value=l1_value, grad=l1_grad, weighted_mean=True, **_WEIGHTED, **_PAIRWISE)
+def l1_loss(input, target, reduction="mean", weight=None, *, return_grad=False, grad_output=None):
+    r"""Mean absolute error, as ``torch.nn.functional.l1_loss``.
+
+    .. math::
+        \ell = w\,|x - t|, \qquad \frac{\partial \ell}{\partial x} = w\,\mathrm{sign}(x - t)
+
+    (0 at ``x = t`` and at NaN, as torch).  ``weight`` must have the input's shape;
+    with it, ``"mean"`` is ``sum(w |x - t|) / sum(w)``.  ``target`` broadcasts with
+    ``input`` (with torch's warning when their sizes differ).
+
+    Example:
+        >>> import numpy as np, numbaloss
+        >>> numbaloss.l1_loss(np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 2.0]))
+        np.float64(0.8333333333333334)
+    """
+    return run(l1_loss.spec, (input, target), {"weight": weight}, reduction, return_grad, grad_output)
+
+
+@elementwise.register(module="MSELoss", value=mse_value, grad=mse_grad, weighted_mean=True, **_WEIGHTED, **_PAIRWISE)
+def mse_loss(input, target, reduction="mean", weight=None, *, return_grad=False, grad_output=None):
+    r"""Mean squared error, as ``torch.nn.functional.mse_loss``.
+
+    .. math::
+        \ell = w\,(x - t)^2, \qquad \frac{\partial \ell}{\partial x} = 2 w\,(x - t)
+
+    ``weight`` must have the input's shape; with it, ``"mean"`` is
+    ``sum(w (x - t)^2) / sum(w)``.
+
+    Example:
+        >>> import numpy as np, numbaloss
+        >>> numbaloss.mse_loss(np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 2.0]), reduction="sum")
+        np.float64(4.25)
+    """
+    return run(mse_loss.spec, (input, target), {"weight": weight}, reduction, return_grad, grad_output)
+
+
+@elementwise.register(module="SmoothL1Loss", value=smooth_l1_value, grad=smooth_l1_grad, option="beta",
+                      precheck=_beta_check, **_PAIRWISE)
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0, *, return_grad=False, grad_output=None):
+    r"""Smooth L1 loss, as ``torch.nn.functional.smooth_l1_loss``.  With :math:`d = x - t`:
+
+    .. math::
+        \ell = \begin{cases} 0.5\,d^2/\beta & |d| < \beta \\ |d| - 0.5\,\beta & \text{else} \end{cases},
+        \qquad
+        \frac{\partial \ell}{\partial x} = \begin{cases} d/\beta & |d| < \beta \\ \mathrm{sign}(d) & \text{else} \end{cases}
+
+    ``beta = 0`` is :func:`l1_loss` (gradient included); a negative ``beta`` raises ValueError.
+
+    Example:
+        >>> import numpy as np, numbaloss
+        >>> numbaloss.smooth_l1_loss(np.array([0.5, 3.0]), np.zeros(2), reduction="none")
+        array([0.125, 2.5  ])
+    """
+    return run(smooth_l1_loss.spec, (input, target), {"beta": beta}, reduction, return_grad, grad_output)
+
+
+@elementwise.register(module="HuberLoss", value=huber_value, grad=huber_grad, option="delta", precheck=_delta_check,
+                      **_WEIGHTED, **_PAIRWISE)
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, return_grad=False, grad_output=None):
+    r"""Huber loss, as ``torch.nn.functional.huber_loss``: ``delta * smooth_l1_loss(beta=delta)``.
+
+    .. math::
+        \ell = w \begin{cases} 0.5\,d^2 & |d| < \delta \\ \delta\,(|d| - 0.5\,\delta) & \text{else} \end{cases},
+        \qquad
+        \frac{\partial \ell}{\partial x} = w \begin{cases} d & |d| < \delta \\ \delta\,\mathrm{sign}(d) & \text{else} \end{cases}
+
+    ``delta <= 0`` raises ValueError.  ``weight`` must have the input's shape, and
+    ``"mean"`` is ``mean(w * loss)`` (torch divides by the element count here, unlike l1/mse).
+
+    Example:
+        >>> import numpy as np, numbaloss
+        >>> numbaloss.huber_loss(np.array([0.5, 3.0]), np.zeros(2), reduction="none")
+        array([0.125, 2.5  ])
+    """
+    return run(huber_loss.spec, (input, target), {"delta": delta, "weight": weight}, reduction, return_grad, grad_output)
+
+
+@elementwise.register(
+    module="PoissonNLLLoss",
+    switches=("log_input", "full"),
+    variants={
+        (True, False): (poisson_log_value, poisson_log_grad),
+        (True, True): (poisson_log_full_value, poisson_log_grad),
+        (False, False): (poisson_value, poisson_grad),
+        (False, True): (poisson_full_value, poisson_grad),
+    },
+    option="eps",
+    broadcast="both",
+)
+def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduction="mean", *, return_grad=False,
+                     grad_output=None):
+    r"""Poisson negative log likelihood, as ``torch.nn.functional.poisson_nll_loss``.
+
+    .. math::
+        \ell = \begin{cases} e^x - t\,x & \text{log\_input} \\ x - t \log(x + \epsilon) & \text{else} \end{cases}
+        \;[+\; t \log t - t + \tfrac12 \log(2 \pi t) \text{ where } t > 1 \text{ with full}],
+        \qquad
+        \frac{\partial \ell}{\partial x} = \begin{cases} e^x - t \\ 1 - t / (x + \epsilon) \end{cases}
+
+    The Stirling term (``full=True``) depends on the target only; a target of exactly 1 gets none.
+
+    Example:
+        >>> import numpy as np, numbaloss
+        >>> numbaloss.poisson_nll_loss(np.array([0.0, 1.0]), np.array([1.0, 2.0]), reduction="none").round(4)
+        array([1.    , 0.7183])
+    """
+    options = {"log_input": log_input, "full": full, "eps": eps}
+    return run(poisson_nll_loss.spec, (input, target), options, reduction, return_grad, grad_output)

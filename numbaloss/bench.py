@@ -44,6 +44,19 @@ except ImportError:  # pragma: no cover - outside the repository
 
 
 # ------------------------------------------------------------------ workloads
+#: The (input, target) losses of the regression/margin/divergence families, with inputs in their domain.
+PAIRS = {
+    "l1_loss": lambda rng, n: (rng.standard_normal(n), rng.standard_normal(n)),
+    "mse_loss": lambda rng, n: (rng.standard_normal(n), rng.standard_normal(n)),
+    "smooth_l1_loss": lambda rng, n: (rng.standard_normal(n), rng.standard_normal(n)),
+    "huber_loss": lambda rng, n: (rng.standard_normal(n), rng.standard_normal(n)),
+    "soft_margin_loss": lambda rng, n: (rng.standard_normal(n), np.sign(rng.standard_normal(n))),
+    "kl_div": lambda rng, n: (np.log(rng.uniform(0.01, 1, n)), rng.random(n)),
+    "poisson_nll_loss": lambda rng, n: (rng.standard_normal(n), np.floor(rng.uniform(0, 5, n))),
+    "hinge_embedding_loss": lambda rng, n: (rng.standard_normal(n), np.sign(rng.standard_normal(n))),
+}
+
+
 @scalar
 def _ce_grad_map(e, f):
     """The cross-entropy gradient loop's body, ``g (f e - b)`` (for the instruction count)."""
@@ -84,6 +97,14 @@ def _workloads(quick):
 
         return make
 
+    def pair(name, n):  # an elementwise loss of (input, target) in its usual domain
+        def make(rng):
+            x, t = PAIRS[name](rng, n)
+            kw = {"reduction": "batchmean"} if name == "kl_div" else {}  # torch's recommended (and unwarned) one
+            return x.astype(np.float32), t.astype(np.float32), kw
+
+        return make
+
     # vector instructions per element, counted in the IR of the loops that run (numbaloss.roofline)
     def ew(name):  # the elementwise template: the value formula, the pairwise sum, the gradient formula
         def ops(simd, fused):
@@ -121,6 +142,11 @@ def _workloads(quick):
         (f"binary_cross_entropy_with_logits 2^{e}", bcel, binary(2**24 // k, True), False, ew(bcel)),
         (f"binary_cross_entropy_with_logits fwd+grad 2^{e}", bcel, binary(2**24 // k, True), True, ew(bcel)),
         (f"binary_cross_entropy_with_logits 2^{e} pos_weight (1024,)", bcel, binary(2**24 // k, True, 1024), False, ew(bcel)),
+        *[
+            (f"{name}{' fwd+grad' if fused else ''} 2^{e}", name, pair(name, 2**24 // k), fused, ew(name))
+            for name in PAIRS
+            for fused in (False, True)
+        ],
         ("cross_entropy fwd 64x10 (per call)", "cross_entropy", ce(64, 10), False, tiles_ce),
         ("nll_loss fwd+grad 4096x1000", "nll_loss", ce(4096, 1000), True, gathers),
     ]

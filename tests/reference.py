@@ -192,7 +192,10 @@ def smooth_l1_loss(x, target, reduction="mean", beta=1.0, grad_output=None):
     with np.errstate(invalid="ignore", divide="ignore"):
         small = a < beta
         per = np.where(small, 0.5 * d * d / (beta if beta else 1.0), a - 0.5 * beta)
-        dper = np.where(small, d / (beta if beta else 1.0), np.nan_to_num(np.sign(d), nan=0.0))
+        if beta:  # NaN falls through to d / beta, as in torch
+            dper = np.where(d < -beta, -1.0, np.where(d > beta, 1.0, d / beta))
+        else:  # l1: sign, 0 at NaN
+            dper = np.nan_to_num(np.sign(d), nan=0.0)
     return _pairwise(x, target, grad_output, reduction, per, dper)
 
 
@@ -204,7 +207,7 @@ def huber_loss(x, target, reduction="mean", delta=1.0, weight=None, grad_output=
     with np.errstate(invalid="ignore"):
         small = a < delta
         per = np.where(small, 0.5 * d * d, delta * (a - 0.5 * delta))
-        dper = np.where(small, d, delta * np.nan_to_num(np.sign(d), nan=0.0))
+        dper = np.where(d < -delta, -delta, np.where(d > delta, delta, d))
     return _pairwise(x, target, grad_output, reduction, per, dper, None, weight)
 
 

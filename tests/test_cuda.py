@@ -9,7 +9,7 @@ import pytest
 from numba import config
 
 import numbaloss
-from tests.cases import class_case
+from tests.cases import ELEMENTWISE, class_case
 from tests.conftest import FACTS, LOSSES, assert_close, needs_torch, run_torch, torch_error_scale
 
 cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
@@ -43,6 +43,12 @@ BINARY_CASES = [
     for option in (["plain", "weight_full"] if name == "binary_cross_entropy" else ["plain", "both"])
 ]
 
+# one case per elementwise loss (the template is shared: its options are covered in test_elementwise_options_on_device)
+ELEMENTWISE_CASES = [
+    (name, [(3, 5), (37,)][i % 2], list(options)[i % len(options)])
+    for i, (name, (_, _, options)) in enumerate(ELEMENTWISE.items())
+]
+
 
 def _make(name, shape, option, dtype, rng):
     return FACTS[name][1](name, shape, dtype, option, rng)  # the loss's case maker, from the test table
@@ -50,7 +56,7 @@ def _make(name, shape, option, dtype, rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
-@pytest.mark.parametrize("case", CLASS_CASES + BINARY_CASES, ids=lambda c: f"{c[0]}-{'x'.join(map(str, c[1]))}-{c[2]}")
+@pytest.mark.parametrize("case", CLASS_CASES + BINARY_CASES + ELEMENTWISE_CASES, ids=lambda c: f"{c[0]}-{'x'.join(map(str, c[1]))}-{c[2]}")
 def test_device_matches_cpu(case, reduction, dtype):
     name, shape, option = case
     rng = np.random.default_rng(len(shape) * 7 + len(option))
@@ -64,6 +70,29 @@ def test_device_matches_cpu(case, reduction, dtype):
     assert host(loss).dtype == dtype and host(grad).dtype == dtype
     assert_close(host(loss), want, dtype)
     assert_close(host(grad), want_grad, dtype)
+
+
+def test_elementwise_options_on_device():
+    """Formula variants (kl_div's log_target, poisson's log_input/full), a broadcast target, kl_div's
+    batchmean and a weighted mean, against the CPU path; a target that broadcasts the input is refused."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((4, 6))
+    t = rng.random((4, 6))
+    calls = [
+        ("kl_div", x, t, dict(log_target=True, reduction="batchmean")),
+        ("kl_div", x, t[0], dict(reduction="sum")),
+        ("poisson_nll_loss", np.abs(x), 3 * t, dict(log_input=False, full=True, reduction="none")),
+        ("l1_loss", x, t, dict(weight=rng.random((4, 6)), reduction="mean")),
+        ("huber_loss", x, t, dict(weight=rng.random((4, 6)), delta=0.5, reduction="mean")),
+    ]
+    for name, a, b, kw in calls:
+        fn = getattr(numbaloss, name)
+        want, want_grad = fn(a, b, return_grad=True, **kw)
+        loss, grad = fn(to_dev(a), to_dev(b), return_grad=True, **kw)
+        assert_close(host(loss), want, np.float64)
+        assert_close(host(grad), want_grad, np.float64)
+    with pytest.raises(ValueError, match="on the device, broadcast the input to the loss's shape first"):
+        numbaloss.kl_div(to_dev(x[:, :1]), to_dev(t), reduction="sum")
 
 
 @pytest.mark.parametrize("rows", ["block", "warp"])

@@ -179,7 +179,7 @@ def test_grad_output_shape(name):
         LOSSES[name][0](x, t, reduction="none", return_grad=True, grad_output=np.ones(3))
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("name", [n for n in LOSSES if "weight" in numbaloss.REGISTRY[n].params])
 def test_weight_of_wrong_kind(name):
     with pytest.raises(TypeError, match="weight must be"):
         LOSSES[name][0](*_args(name), weight="heavy")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import numbaloss
+from tests.cases import ELEMENTWISE
 from tests.conftest import LOSSES
 
 FD_CASES = {
@@ -16,11 +17,25 @@ FD_CASES = {
     "binary_cross_entropy": [dict(weight=np.array([0.5, 2.0, 1.0, 1.5]))],
     "binary_cross_entropy_with_logits": [dict(weight=np.array([0.5, 2.0, 1.0, 1.5]), pos_weight=np.array([3.0, 1.0, 0.5, 2.0]))],
 }
+FD_CASES.update({
+    "l1_loss": [dict(), dict(weight="full")],
+    "mse_loss": [dict(weight="full")],
+    "smooth_l1_loss": [dict(beta=0.7), dict(beta=0.0)],
+    "huber_loss": [dict(delta=0.6, weight="full")],
+    "soft_margin_loss": [dict()],
+    "kl_div": [dict(), dict(log_target=True)],
+    "poisson_nll_loss": [dict(full=True), dict(log_input=False, eps=1e-3)],
+    "hinge_embedding_loss": [dict(margin=0.5)],
+})
 FD_IDS = [(name, i) for name, cases in FD_CASES.items() for i in range(len(cases))]
 
 
 def _inputs(name, probabilities, rng):
     shape = (3, 4, 2) if name in ("cross_entropy", "nll_loss") else (5, 4)
+    if name in ELEMENTWISE:  # the table's makers; rates (not log-rates) for log_input=False
+        make_x, make_t, _ = ELEMENTWISE[name]
+        x = rng.uniform(0.2, 3.0, shape) if probabilities == "rates" else make_x(rng, shape)
+        return x, make_t(rng, shape)
     if name == "binary_cross_entropy":
         return rng.uniform(0.1, 0.9, shape), rng.uniform(0, 1, shape)
     x = rng.standard_normal(shape) * 2
@@ -37,7 +52,10 @@ def _inputs(name, probabilities, rng):
 def test_finite_differences(name, i, reduction):
     rng = np.random.default_rng(i)
     kwargs = dict(FD_CASES[name][i])
-    x, t = _inputs(name, kwargs.pop("probabilities", False), rng)
+    kind = "rates" if kwargs.get("log_input") is False else kwargs.pop("probabilities", False)
+    x, t = _inputs(name, kind, rng)
+    if isinstance(kwargs.get("weight"), str):  # "full": one of the input's shape
+        kwargs["weight"] = rng.uniform(0.2, 2.0, x.shape)
     fn = LOSSES[name][0]
     loss_shape = np.shape(fn(x, t, reduction=reduction, **kwargs))
     go = rng.uniform(-2, 2, loss_shape) if reduction == "none" else 1.7

@@ -18,10 +18,6 @@ def _loss_shape(name, x, t):
     return () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
 
 
-# torch warns where a target's size differs from the input's (the "bcast" cases) and for kl_div's "mean"
-pytestmark = [pytest.mark.filterwarnings("ignore:Using a target size:UserWarning"),
-              pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")]
-
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("case", CASES, ids=IDS)

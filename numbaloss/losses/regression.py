@@ -64,10 +64,13 @@ def smooth_l1_value(x, t, p, k):
 
 @scalar
 def smooth_l1_grad(x, t, p, k):
-    """``d / beta`` where ``|d| < beta``, else ``sign(d)``."""
+    """``-1`` below ``-beta``, ``1`` above ``beta``, else ``d / beta`` (NaN stays NaN, as torch);
+    ``beta = 0`` is l1's ``sign(d)`` (0 at NaN)."""
     beta = vm.like(k, x)
+    one = vm.like(1.0, x)
     d = x - t
-    return d / beta if abs(d) < beta else _sign(d)
+    g = -one if d < -beta else (one if d > beta else d / beta)
+    return _sign(d) if beta == vm.like(0.0, x) else g
 
 
 @scalar
@@ -82,10 +85,10 @@ def huber_value(x, t, p, k):
 
 @scalar
 def huber_grad(x, t, p, k):
-    """``d`` where ``|d| < delta``, else ``delta sign(d)``."""
+    """``-delta`` below ``-delta``, ``delta`` above it, else ``d`` (NaN stays NaN, as torch)."""
     delta = vm.like(k, x)
     d = x - t
-    return d if abs(d) < delta else delta * _sign(d)
+    return -delta if d < -delta else (delta if d > delta else d)
 
 
 @scalar
@@ -191,7 +194,7 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0, *, return_grad=Fal
     .. math::
         \ell = \begin{cases} 0.5\,d^2/\beta & |d| < \beta \\ |d| - 0.5\,\beta & \text{else} \end{cases},
         \qquad
-        \frac{\partial \ell}{\partial x} = \begin{cases} d/\beta & |d| < \beta \\ \mathrm{sign}(d) & \text{else} \end{cases}
+        \frac{\partial \ell}{\partial x} = \begin{cases} d/\beta & |d| \le \beta \\ \mathrm{sign}(d) & \text{else} \end{cases}
 
     ``beta = 0`` is :func:`l1_loss` (gradient included); a negative ``beta`` raises ValueError.
 

@@ -193,7 +193,7 @@ def best_time(fn, repeats=7, min_time=0.05):
 def _torch_call(name, x, y, kw, fused):
     xt = torch.from_numpy(x)
     yt = torch.from_numpy(y)
-    kwt = {key: torch.from_numpy(v) for key, v in kw.items()}
+    kwt = {key: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for key, v in kw.items()}
     fn = getattr(F, name)
     if not fused:
         return lambda: fn(xt, yt, **kwt)

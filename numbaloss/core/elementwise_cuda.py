@@ -21,7 +21,7 @@ from .cuda_host import device_grad_scale, zero_kernel
 from .cuda_reduce import CHUNK, TPB, chunk_bounds, grid_blocks, store_block_sum, sum_partials
 from .dispatch import is_device_array
 from .elementwise import broadcast_map
-from .validate import broadcast_shape, check_same_shape, float_dtype
+from .validate import broadcast_shape, float_dtype
 
 
 @cuda.jit(device=True)

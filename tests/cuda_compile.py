@@ -38,11 +38,6 @@ def _arr(dtype, ndim=1, layout="C"):
     return types.Array(dtype, ndim, layout)
 
 
-def variant_name(spec, key):
-    """The label of one formula pair of an elementwise loss (``kl_div_log_target1``)."""
-    return spec.name + "".join(f"_{s}{int(v)}" for s, v in zip(spec.family.switches, key))
-
-
 def signatures():
     """(label, kernel) -> argument-type tuples, as the host code launches them (float32 and float64).
 
@@ -71,7 +66,7 @@ def signatures():
                 f = spec.family
                 for key in f.variants or [()]:  # every formula pair (each is its own kernel)
                     kern = elementwise_cuda.kernel_of(spec, dict(zip(f.switches, key)))
-                    name = variant_name(spec, key)
+                    name = f.kernel_name(spec.name, key)
                     # the layouts (strided inputs; a compact broadcast target) do not depend on the
                     # formulas: compiled for the first template loss only, which keeps this check short
                     if lay == "C" or j == 0:

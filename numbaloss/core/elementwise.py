@@ -85,6 +85,11 @@ class Elementwise:
         value, grad = self.variants[key]
         return key, value, grad
 
+    def kernel_name(self, name, key):
+        """The name of one formula pair's kernels: the loss's name, with the switches' values
+        (``kl_div_log_target1``)."""
+        return name + "".join(f"_{s}{int(v)}" for s, v in zip(self.switches, key))
+
     def input_error(self, pos, shape, value):
         """The ValueError for the first input (flat position ``pos``) that fails ``check``."""
         where = [int(i) for i in np.unravel_index(pos, shape)]
@@ -333,7 +338,7 @@ def kernel_of(spec, options=None):
     kern = _KERNELS.get((spec.name, key))
     if kern is None:
         source = sys.modules[spec.fn.__module__].__file__
-        name = spec.name + "".join(f"_{s}{int(v)}" for s, v in zip(spec.family.switches, key))
+        name = spec.family.kernel_name(spec.name, key)
         kern = _KERNELS[spec.name, key] = make_kernel(name, value, grad, spec.family.check, source)
     return kern
 

@@ -95,7 +95,7 @@ def kernel_of(spec, options=None):
     return _KERNELS[spec.name, key]
 
 
-def _param(call, p, name, dtype, shape, f=None, input_shape=None):
+def _param(call, p, name, dtype, shape, f=None):
     """An optional broadcast parameter on the device, compact, with its ``pmap`` (see ``broadcast_map``)
     and its sum when ``f`` divides ``"mean"`` by it (``weighted_mean``; a device weight is copied back
     once for that)."""
@@ -111,8 +111,8 @@ def _param(call, p, name, dtype, shape, f=None, input_shape=None):
         host = np.asarray(p)
         pshape = host.shape
         flat = call.param(host.reshape(-1), name, dtype)
-    if f is not None:
-        f.check_scale(pshape, input_shape)
+    if f is not None:  # the scale: on the device the input always has the loss's shape
+        f.check_scale(pshape, shape)
     broadcast_shape(pshape, shape, name)
     pmap = broadcast_map(shape, pshape)
     total = None
@@ -141,7 +141,7 @@ def run(spec, input, target, *, reduction, return_grad, grad_output, **options):
         raise ValueError("input: non-contiguous Numba device arrays are not supported here; pass a contiguous array")
     xf = x.reshape(m) if x.ndim != 1 else x
     w, p, k = f.options_of(options)
-    w, wmap, w_host = _param(call, w, f.scale, dtype, shape, f, shape)
+    w, wmap, w_host = _param(call, w, f.scale, dtype, shape, f)
     p, pmap, _ = _param(call, p, f.param, dtype, shape)
     if tuple(t.shape) == shape:  # read in place, like the input
         if len(shape) > 1 and not t.is_c_contiguous():

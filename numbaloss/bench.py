@@ -44,7 +44,8 @@ except ImportError:  # pragma: no cover - outside the repository
 
 
 # ------------------------------------------------------------------ workloads
-#: The (input, target) losses of the regression/margin/divergence families, with inputs in their domain.
+#: The elementwise losses of the regression/margin/divergence families, with inputs in their domain:
+#: ``(input, target)``, or ``(input, target, {name: third array})`` (var; margin_ranking's target).
 PAIRS = {
     "l1_loss": lambda rng, n: (rng.standard_normal(n), rng.standard_normal(n)),
     "mse_loss": lambda rng, n: (rng.standard_normal(n), rng.standard_normal(n)),
@@ -54,6 +55,10 @@ PAIRS = {
     "kl_div": lambda rng, n: (np.log(rng.uniform(0.01, 1, n)), rng.random(n)),
     "poisson_nll_loss": lambda rng, n: (rng.standard_normal(n), np.floor(rng.uniform(0, 5, n))),
     "hinge_embedding_loss": lambda rng, n: (rng.standard_normal(n), np.sign(rng.standard_normal(n))),
+    "margin_ranking_loss": lambda rng, n: (rng.standard_normal(n), rng.standard_normal(n),
+                                           {"target": np.sign(rng.standard_normal(n))}),
+    "gaussian_nll_loss": lambda rng, n: (rng.standard_normal(n), rng.standard_normal(n),
+                                         {"var": rng.uniform(0.1, 2.0, n)}),
 }
 
 
@@ -99,8 +104,10 @@ def _workloads(quick):
 
     def pair(name, n):  # an elementwise loss of (input, target) in its usual domain
         def make(rng):
-            x, t = PAIRS[name](rng, n)
-            kw = {"reduction": "batchmean"} if name == "kl_div" else {}  # torch's recommended (and unwarned) one
+            x, t, *third = PAIRS[name](rng, n)
+            kw = {k: v.astype(np.float32) for k, v in (third[0] if third else {}).items()}
+            if name == "kl_div":
+                kw["reduction"] = "batchmean"  # torch's recommended (and unwarned) one
             return x.astype(np.float32), t.astype(np.float32), kw
 
         return make
@@ -109,7 +116,8 @@ def _workloads(quick):
     def ew(name):  # the elementwise template: the value formula, the pairwise sum, the gradient formula
         def ops(simd, fused):
             f = numbaloss.REGISTRY[name].family
-            grad = roofline.formula_ops(f.grad, simd) if fused else 0.0
+            grads = [f.grad] + ([f.param_grad] if f.param_grad is not None else [])
+            grad = sum(roofline.formula_ops(g, simd) for g in grads) if fused else 0.0
             return roofline.formula_ops(f.value, simd) + roofline.loops_ops(reduce.tree_sum, simd) + grad
 
         return ops
@@ -152,10 +160,13 @@ def _workloads(quick):
     ]
 
 
-def _bytes(name, x, y, fused):
-    """Bytes a call must touch: inputs read (nll_loss reads one logit per row), gradient written."""
+def _bytes(name, x, y, kw, fused):
+    """Bytes a call must touch: data arrays read (nll_loss reads one logit per row), gradients written."""
+    spec = numbaloss.REGISTRY[name]
+    rest = [np.asarray(kw[k]) for k in spec.arrays[2:] if isinstance(kw.get(k), np.ndarray)]
     read = np.asarray(y).nbytes + (x.nbytes if name != "nll_loss" else x.shape[0] * x.itemsize)
-    return read + (x.nbytes if fused else 0)
+    read += sum(a.nbytes for a in rest)
+    return read + (x.nbytes * len(spec.grads) if fused else 0)
 
 
 def _elements(name, x):
@@ -191,16 +202,18 @@ def best_time(fn, repeats=7, min_time=0.05):
 
 
 def _torch_call(name, x, y, kw, fused):
-    xt = torch.from_numpy(x)
-    yt = torch.from_numpy(y)
-    kwt = {key: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for key, v in kw.items()}
+    """torch's forward (and backward, with every gradient numbaloss returns: input2's, var's)."""
+    spec = numbaloss.REGISTRY[name]
+    data = dict(zip(spec.arrays, [torch.from_numpy(x), torch.from_numpy(y)]))
+    data.update({key: torch.from_numpy(v) for key, v in kw.items() if isinstance(v, np.ndarray)})
+    options = {key: v for key, v in kw.items() if key not in data}
     fn = getattr(F, name)
     if not fused:
-        return lambda: fn(xt, yt, **kwt)
+        return lambda: fn(**data, **options)
 
     def fwd_bwd():
-        xx = xt.detach().requires_grad_()
-        fn(xx, yt, **kwt).backward()
+        args = {key: (v.detach().requires_grad_() if key in spec.grads else v) for key, v in data.items()}
+        fn(**args, **options).backward()
 
     return fwd_bwd
 
@@ -232,7 +245,7 @@ def run_table(quick=False, progress=True, count=True):
         else:
             t_np = float("nan")
         n = _elements(name, x)
-        nbytes = _bytes(name, x, y, fused)
+        nbytes = _bytes(name, x, y, kw, fused)
         ops = roofline.count_in_fresh_process(index, m["simd_bits"]) if count else float("nan")
         t_mem = nbytes / bw["read"]
         t_ops = ops * n / rate
@@ -292,13 +305,15 @@ def plot(rows, path):
 
 # ------------------------------------------------------------ JIT and accuracy
 def sample_inputs(spec, n, dtype, rng, classes=10):
-    """Data arrays for any registered loss, about ``n`` input elements: class targets for the
-    classification family, else same-shape targets (inputs in [0, 1] where the loss checks a domain)."""
+    """Data arrays for any registered loss (all of ``spec.arrays``, in order), about ``n`` input
+    elements: class targets for the classification family, else same-shape arrays (inputs in [0, 1]
+    where the loss checks its input's domain; a third array positive, as a var must be)."""
     if not isinstance(spec.family, Elementwise):
         rows = max(1, n // classes)
         return rng.standard_normal((rows, classes)).astype(dtype), rng.integers(0, classes, rows)
-    x = rng.random(n) if spec.family.check is not no_check else rng.standard_normal(n)
-    return x.astype(dtype), rng.random(n).astype(dtype)
+    x = rng.random(n) if spec.family.check_on == "input" and spec.family.check is not no_check else rng.standard_normal(n)
+    rest = [rng.random(n) + 0.1 for _ in spec.arrays[2:]]
+    return (x.astype(dtype), rng.random(n).astype(dtype), *(a.astype(dtype) for a in rest))
 
 
 _FIRST_CALLS = r"""

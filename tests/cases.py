@@ -102,19 +102,47 @@ ELEMENTWISE = {
     ),
     "hinge_embedding_loss": (_reals, _signs, {"plain": lambda r, s: {}, "margin": lambda r, s: {"margin": 0.5},
                                                "bcast": lambda r, s: {}}),
+    # three data arrays: the third is made by THIRD, its options may replace it
+    "margin_ranking_loss": (_reals, _reals, {"plain": lambda r, s: {}, "margin": lambda r, s: {"margin": 0.4}}),
+    "gaussian_nll_loss": (
+        _reals,
+        _reals,
+        {
+            "plain": lambda r, s: {},
+            "full_clamped": lambda r, s: {"full": True, "eps": 0.05},  # some var below eps: clamped
+            "var_row": lambda r, s: {"var": r.uniform(0.1, 2.0, s[:-1])},  # one variance per row
+            "var_float": lambda r, s: {"var": 0.7},
+        },
+    ),
+}
+#: The third data array of the losses that have one: name -> (its argument name, its maker).
+THIRD = {
+    "margin_ranking_loss": ("target", _signs),
+    "gaussian_nll_loss": ("var", lambda r, s: r.uniform(0.01, 2.0, s)),
 }
 ELEMENTWISE_SHAPES = [(41, 1271), (5,), (1,), (0,), (3, 4, 5)]
 
 
+def third(name, rng, shape, dtype):
+    """``{name: array}``: the third data array of a loss that has one (:data:`THIRD`), else ``{}``."""
+    if name not in THIRD:
+        return {}
+    arg, maker = THIRD[name]
+    return {arg: maker(rng, shape).astype(dtype)}
+
+
 def elementwise_case(name, shape, dtype, option, rng):
-    """(input, target, kwargs) for an elementwise loss of :data:`ELEMENTWISE`."""
+    """(input, target, kwargs) for an elementwise loss of :data:`ELEMENTWISE`; a third data array
+    travels in ``kwargs`` by its name (``var``; margin_ranking_loss's ``target``, its ``t`` being
+    ``input2``)."""
     make_x, make_t, options = ELEMENTWISE[name]
     x = make_x(rng, shape)
     if options is not None and option in ("rates_full",):
         x = rng.uniform(0.0, 3.0, shape)  # rates, not log-rates
     tshape = shape[-1:] if option == "bcast" else shape
     t = make_t(rng, tshape).astype(dtype)
-    kwargs = options[option](rng, shape)
+    kwargs = dict(third(name, rng, shape, dtype), **options[option](rng, shape))
+    kwargs = {k: (v.astype(dtype) if isinstance(v, np.ndarray) and k in ("var",) else v) for k, v in kwargs.items()}
     if name == "kl_div" and option == "log_target":
         t = np.log(np.maximum(t, 1e-3)).astype(dtype)
     return x.astype(dtype), t, kwargs

@@ -43,7 +43,15 @@ LOSSES = {name: (spec.fn, FACTS[name][0], name) for name, spec in numbaloss.REGI
 
 
 def assert_close(actual, expected, dtype, scale=None):
-    """Compare with the dtype's tolerance; NaN must match NaN and inf must match inf."""
+    """Compare with the dtype's tolerance; NaN must match NaN and inf must match inf.  Tuples (the
+    gradients of a loss with several) are compared entry by entry; None must match None."""
+    if isinstance(expected, tuple) or isinstance(actual, tuple):
+        assert isinstance(actual, tuple) and isinstance(expected, tuple) and len(actual) == len(expected)
+        for a, e in zip(actual, expected):
+            assert (a is None) == (e is None), (a, e)
+            if e is not None:
+                assert_close(a, e, dtype, scale)
+        return
     tol = TOL[np.dtype(dtype)]
     actual = np.asarray(actual, np.float64)
     expected = np.asarray(expected, np.float64)
@@ -55,19 +63,39 @@ def assert_close(actual, expected, dtype, scale=None):
 
 
 def run_torch(name, x, target, kwargs, grad_output=None):
-    """torch's loss and gradient of ``sum(grad_output * loss)`` for NumPy inputs."""
-    xt = torch.tensor(np.asarray(x), requires_grad=True)
-    target = np.asarray(target)
-    if target.dtype.kind in "iu":
-        tt = torch.from_numpy(target.astype(np.int64))
-    else:
-        tt = torch.tensor(target.astype(x.dtype))
+    """torch's loss and gradient of ``sum(grad_output * loss)`` for NumPy inputs: one gradient, or a
+    tuple for a loss with several (``x`` and ``target`` are the first two data arrays; a third one
+    travels in ``kwargs`` by name, as for numbaloss; a Python float gets no gradient, None)."""
+    spec = numbaloss.REGISTRY[name]
+    wanted = set(spec.grads)
+
+    def tensor(name_, v):
+        v = np.asarray(v)
+        if v.dtype.kind in "iu":
+            return torch.from_numpy(v.astype(np.int64))
+        return torch.tensor(v.astype(x.dtype), requires_grad=name_ in wanted)
+
+    xt = tensor(spec.arrays[0], x)
+    tt = tensor(spec.arrays[1], target)
     kw = {k: (torch.tensor(np.asarray(v, x.dtype)) if k in ("weight", "pos_weight") and v is not None else v)
           for k, v in kwargs.items()}
+    for k in spec.arrays[2:]:
+        if k in kw and not isinstance(kw[k], float):
+            kw[k] = tensor(k, kw[k])
     loss = getattr(F, name)(xt, tt, **kw)
     go = torch.ones_like(loss) if grad_output is None else torch.as_tensor(np.asarray(grad_output, x.dtype)).expand_as(loss)
     loss.backward(go)
-    return loss.detach().numpy(), xt.grad.numpy()
+    by_name = dict(zip(spec.arrays, [xt, tt] + [kw.get(k) for k in spec.arrays[2:]]))
+    grads = tuple(by_name[g].grad.numpy() if isinstance(by_name[g], torch.Tensor) else None for g in spec.grads)
+    return loss.detach().numpy(), (grads[0] if len(grads) == 1 else grads)
+
+
+def grad_args(name, x, t, kwargs):
+    """The arrays (or Python floats) whose gradients a loss returns, in order (x and t: the first two
+    data arrays, the others in ``kwargs`` by name)."""
+    spec = numbaloss.REGISTRY[name]
+    by_name = dict(zip(spec.arrays, [x, t] + [kwargs.get(k) for k in spec.arrays[2:]]))
+    return [by_name[g] for g in spec.grads]
 
 
 def torch_error_scale(name, x, kwargs, grad_output=None):

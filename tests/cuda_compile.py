@@ -70,9 +70,9 @@ def signatures():
                     # the layouts (strided inputs; a compact broadcast target) do not depend on the
                     # formulas: compiled for the first template loss only, which keeps this check short
                     if lay == "C" or j == 0:
-                        add(elementwise_cuda, name, (X, X, I, D, I, D, I, f64, F, f64, f64, b1, D, D, F, I), kern)
+                        add(elementwise_cuda, name, (X, X, I, D, I, D, I, f64, F, f64, f64, b1, D, D, D, F, I), kern)
                     if lay == "C" and j == 0:
-                        add(elementwise_cuda, name, (X, D, I, D, I, D, I, f64, F, f64, f64, b1, D, D, F, I), kern)
+                        add(elementwise_cuda, name, (X, D, I, D, I, D, I, f64, F, f64, f64, b1, D, D, D, F, I), kern)
         for nd in (2, 3):
             for lay in ("C", "A"):
                 X = _arr(dt, nd, lay)
@@ -82,6 +82,7 @@ def signatures():
                     add(classification_cuda, rows, (X, I, G, D, f64, f64, F, f64, F, f64, b1, F, G, i64))
                     add(classification_cuda, rows, (X, I, X, D, f64, f64, F, f64, F, f64, b1, F, G, i64))
                 add(classification_cuda, "_nll_rows_cuda", (X, I, D, F, f64, F, f64, b1, F, G, i64))
+        add(elementwise_cuda, "sum_to_param_kernel", (D, D, I))
         add(cuda_host, "cast_kernel", (F, D))
         add(cuda_host, "zero_kernel", (D,))
         add(cuda_reduce, "sum_partials_kernel", (F, F, f64, b1, D))

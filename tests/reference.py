@@ -253,3 +253,40 @@ def hinge_embedding_loss(x, target, margin=1.0, reduction="mean", grad_output=No
         per = np.where(tb != -1, xb, 0.0) + np.where(tb != 1, np.where(v < 0, 0.0, v), 0.0)
         dper = (tb != -1).astype(float) - ((tb != 1) & (v >= 0)).astype(float)
     return _pairwise(x, target, grad_output, reduction, per, dper)
+
+
+def _sum_to(g, shape):
+    """``g`` summed over the dimensions it was broadcast along, back to ``shape``."""
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
+    return (g.sum(axis=axes, keepdims=True) if axes else g).reshape(shape)
+
+
+def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean", grad_output=None):
+    """``max(0, -t (x1 - x2) + margin)``; gradients ``-t [u >= 0]`` and ``t [u >= 0]`` (the tie passes)."""
+    x1, x2, t = (np.asarray(a, np.float64) for a in (input1, input2, target))
+    a, b, tb = np.broadcast_arrays(x1, x2, t)
+    u = -tb * (a - b) + margin
+    with np.errstate(invalid="ignore"):
+        per = np.where(u < 0, 0.0, u)
+        active = (u >= 0).astype(float)
+    g = _scale(reduction, grad_output, per.size, per.shape)
+    return _reduce(per, reduction, per.size), (_sum_to(-g * tb * active, x1.shape), _sum_to(g * tb * active, x2.shape))
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean", grad_output=None):
+    """``0.5 (log v + (x - t)^2 / v)`` with ``v = max(var, eps)`` (+ ``0.5 log 2 pi``); gradients
+    ``(x - t) / v`` and ``0.5 (1 / v - (x - t)^2 / v^2)`` (the clamp untracked, as torch)."""
+    x, t = np.asarray(input, np.float64), np.asarray(target, np.float64)
+    is_float = isinstance(var, float)
+    v0 = np.full(x.shape, var) if is_float else np.asarray(var, np.float64)
+    v = v0 if v0.shape == x.shape or x.shape[:-1] != v0.shape else v0[..., None]  # one variance per row
+    v = np.where(v < eps, eps, v)
+    xb, tb, vb = np.broadcast_arrays(x, t, v)
+    d = xb - tb
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        per = 0.5 * (np.log(vb) + d * d / vb) + (0.5 * np.log(2 * np.pi) if full else 0.0)
+        g = _scale(reduction, grad_output, per.size, per.shape)
+        gx = _sum_to(g * d / vb, x.shape)
+        gv = None if is_float else _sum_to(g * 0.5 * (1 / vb - d * d / (vb * vb)), v.shape).reshape(v0.shape)
+    return _reduce(per, reduction, per.size), (gx, gv)

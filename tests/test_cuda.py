@@ -4,6 +4,8 @@ conftest.py turns the simulator on when no NVIDIA driver is present, so these ru
 everywhere.  Simulator shapes stay small: every simulated thread is a Python thread.
 """
 
+import re
+
 import numpy as np
 import pytest
 from numba import config
@@ -26,6 +28,9 @@ def to_dev(a):
 
 
 def host(a):
+    """A device result on the host; a tuple of gradients entry by entry (None stays None)."""
+    if isinstance(a, tuple):
+        return tuple(None if g is None else host(g) for g in a)
     return a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a)
 
 
@@ -63,11 +68,15 @@ def test_device_matches_cpu(case, reduction, dtype):
     x, t, kwargs = _make(name, shape, option, dtype, rng)
     fn = LOSSES[name][0]
     want, want_grad = fn(x, t, reduction=reduction, return_grad=True, **kwargs)
-    # a full-shape weight travels as a device array (of the input's dtype); other parameters stay on the host
-    dev_kwargs = {k: (to_dev(v.astype(dtype)) if k == "weight" and option.endswith("full") else v) for k, v in kwargs.items()}
+    # a full-shape weight travels as a device array (of the input's dtype); other parameters stay on the host;
+    # a third data array (var, margin_ranking's target) is data: on the device
+    data = numbaloss.REGISTRY[name].arrays
+    dev_kwargs = {k: (to_dev(v.astype(dtype)) if (k == "weight" and option.endswith("full")) or (k in data and
+                  isinstance(v, np.ndarray)) else v) for k, v in kwargs.items()}
     loss, grad = fn(to_dev(x), to_dev(t), reduction=reduction, return_grad=True, **dev_kwargs)
-    assert hasattr(loss, "copy_to_host") and hasattr(grad, "copy_to_host")  # Numba device arrays in, device arrays out
-    assert host(loss).dtype == dtype and host(grad).dtype == dtype
+    grads = [g for g in (grad if isinstance(grad, tuple) else (grad,)) if g is not None]
+    assert hasattr(loss, "copy_to_host") and all(hasattr(g, "copy_to_host") for g in grads)  # device in, device out
+    assert host(loss).dtype == dtype and all(host(g).dtype == dtype for g in grads)
     assert_close(host(loss), want, dtype)
     assert_close(host(grad), want_grad, dtype)
 
@@ -93,6 +102,31 @@ def test_elementwise_options_on_device():
         assert_close(host(grad), want_grad, np.float64)
     with pytest.raises(ValueError, match="on the device, broadcast the input to the loss's shape first"):
         numbaloss.kl_div(to_dev(x[:, :1]), to_dev(t), reduction="sum")
+
+
+def test_third_array_and_its_gradient_on_device():
+    """A data param (gaussian_nll's var, margin_ranking's input2) on the device: broadcast var shapes
+    (its gradient summed back on the device, in a fixed order), a float var (no gradient), a
+    broadcast input2, and the negative-var error from the device error buffer."""
+    rng = np.random.default_rng(10)
+    x, t = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
+    calls = [
+        ("gaussian_nll_loss", x, t, {"var": rng.uniform(0.1, 2, (4,))}, dict(reduction="mean")),
+        ("gaussian_nll_loss", x, t, {"var": rng.uniform(0.1, 2, (1, 6))}, dict(reduction="none", full=True)),
+        ("gaussian_nll_loss", x, t, {"var": 0.7}, dict(reduction="sum")),
+        ("margin_ranking_loss", x, rng.standard_normal((1, 6)), {"target": np.sign(t)}, dict(margin=0.2)),
+    ]
+    for name, a, b, third, kw in calls:
+        fn = getattr(numbaloss, name)
+        want, want_grad = fn(a, b, return_grad=True, **third, **kw)
+        dev = {k: (to_dev(v) if isinstance(v, np.ndarray) else v) for k, v in third.items()}
+        loss, grad = fn(to_dev(a), to_dev(b), return_grad=True, **dev, **kw)
+        assert_close(host(loss), want, np.float64)
+        assert_close(host(grad), want_grad, np.float64)
+    var = np.ones((4, 6))
+    var[2, 3] = -0.5
+    with pytest.raises(ValueError, match=re.escape("var has negative entry/entries; var[2, 3] = -0.5")):
+        numbaloss.gaussian_nll_loss(to_dev(x), to_dev(t), to_dev(var))
 
 
 @pytest.mark.parametrize("rows", ["block", "warp"])

@@ -27,6 +27,10 @@ for target, kw in ((ys, {"weight": w[:10]}), (ps / ps.sum(1, keepdims=True), {"l
 out.append(np.asarray(numbaloss.nll_loss(x, y, reduction="sum")).tobytes())
 out.append(np.asarray(numbaloss.binary_cross_entropy_with_logits(p, t)).tobytes())
 out.append(np.asarray(numbaloss.binary_cross_entropy(1 / (1 + np.exp(-p)), t, reduction="sum")).tobytes())
+# a data param with its own gradient, broadcast (one variance per row: summed back to (1000,))
+g = rng.standard_normal((1000, 301)).astype(np.float32)
+loss, (gx, gv) = numbaloss.gaussian_nll_loss(g, g[::-1], rng.uniform(0.1, 2, 1000).astype(np.float32), return_grad=True)
+out += [np.asarray(loss).tobytes(), gx.tobytes(), gv.tobytes()]
 import hashlib
 print(hashlib.sha256(b"".join(out)).hexdigest())
 """

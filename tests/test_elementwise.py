@@ -7,18 +7,23 @@ import numpy as np
 import pytest
 
 import numbaloss
-from tests.cases import ELEMENTWISE
-from tests.conftest import assert_close, needs_torch, run_torch
+from tests.cases import ELEMENTWISE, third
+from tests.conftest import assert_close, grad_args, needs_torch, run_torch
 
 inf, nan = np.inf, np.nan
 NAMES = list(ELEMENTWISE)
 
 
 def _torch(name, x, t, **kw):
-    """torch's loss and input gradient (its warnings silenced: numbaloss's are tested below)."""
+    """torch's loss and gradients (its warnings silenced: numbaloss's are tested below)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return run_torch(name, x, t, kw)
+
+
+def _ones_rest(name, shape):
+    """Ones for a loss's data arrays after the first two (``var``, margin_ranking's ``target``), by name."""
+    return {k: np.ones(shape) for k in numbaloss.REGISTRY[name].arrays[2:]}
 
 
 def _ours(name, x, t, **kw):
@@ -41,6 +46,14 @@ EDGES = [
     ("poisson_nll_loss", [0.5, 0.0, 2.0, 1e-3], [1.0, 2.0, 0.5, 0.0], {"log_input": False, "full": True}),
     ("hinge_embedding_loss", [0.5, 1.0, 2.0, 0.3, 1.0, 0.2, nan, nan], [1.0, -1.0, -1.0, 0.0, 0.0, 2.0, -1.0, 1.0], {}),
     ("hinge_embedding_loss", [0.5, -0.5, 0.0], [-1.0, -1.0, -1.0], {"margin": -0.5}),
+    # ties (the gradient passes), NaN in either input, an inf margin; input2 in the target's column
+    ("margin_ranking_loss", [1.0, 2.0, 3.0, nan, 0.5, 1.0], [1.0, 1.0, 4.0, 0.0, 0.5, nan],
+     {"target": [1.0, -1.0, 1.0, 1.0, 2.0, 1.0]}),
+    ("margin_ranking_loss", [1.0, 2.0, -inf, 0.0], [1.5, 1.0, 0.0, 0.0], {"target": [1.0, 1.0, -1.0, 0.0], "margin": 0.5}),
+    # var below eps (clamped; its gradient is the formula at eps), 0 with eps 0, NaN and inf var, inf input
+    ("gaussian_nll_loss", [1.0, 2.0, 1.0, 1.0, 1.0, inf], [0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+     {"var": [1e-9, 0.5, 0.0, nan, inf, 1.0]}),
+    ("gaussian_nll_loss", [1.0, 0.0, 3.0], [0.0, 0.0, 3.0], {"var": [0.0, 0.0, 2.0], "eps": 0.0, "full": True}),
 ]
 
 
@@ -51,6 +64,7 @@ EDGES = [
 def test_edge_values_match_torch(case, reduction, dtype):
     name, x, t, kw = case
     x, t = np.array(x, dtype), np.array(t, dtype)
+    kw = {k: (np.array(v, dtype) if isinstance(v, list) else v) for k, v in kw.items()}
     loss, grad = _ours(name, x, t, reduction=reduction, **kw)
     want, want_grad = _torch(name, x, t, reduction=reduction, **kw)
     assert_close(loss, want, dtype)
@@ -93,14 +107,17 @@ def test_input_broadcast_against_target(name):
     rng = np.random.default_rng(3)
     make_x, make_t, _ = ELEMENTWISE[name]
     x, t = make_x(rng, (3, 1)), make_t(rng, (1, 4))
+    extra = third(name, rng, (3, 1), np.float64)  # var of the input's shape; margin_ranking's target
     if name == "soft_margin_loss":
         with pytest.raises(ValueError, match=re.escape("target of shape (1, 4) is not broadcastable to the input's shape (3, 1)")):
             numbaloss.soft_margin_loss(x, t)
         return
     for reduction in ("none", "mean", "sum"):
-        loss, grad = _ours(name, x, t, reduction=reduction)
-        want, want_grad = _torch(name, x, t, reduction=reduction)
-        assert np.shape(loss) == np.shape(want) and grad.shape == (3, 1)
+        loss, grad = _ours(name, x, t, reduction=reduction, **extra)
+        want, want_grad = _torch(name, x, t, reduction=reduction, **extra)
+        assert np.shape(loss) == np.shape(want) == (() if reduction != "none" else (3, 4))
+        for g, arg in zip(grad if isinstance(grad, tuple) else (grad,), grad_args(name, x, t, extra)):
+            assert g.shape == arg.shape  # each summed back to its own shape: (3, 1), input2's (1, 4)
         assert_close(loss, want, np.float64)
         assert_close(grad, want_grad, np.float64)
 
@@ -111,13 +128,17 @@ def test_non_contiguous_inputs(name):
     rng = np.random.default_rng(4)
     make_x, make_t, _ = ELEMENTWISE[name]
     x, t = make_x(rng, (6, 8)).astype(np.float32)[::2, ::3], make_t(rng, (8, 6)).astype(np.float32).T[::2, ::3]
-    xc, tc = x.copy(), t.copy()
-    loss, grad = _ours(name, x, t, reduction="none")
-    want, want_grad = _torch(name, np.ascontiguousarray(x), np.ascontiguousarray(t), reduction="none")
+    extra = {k: v[::2, ::3] for k, v in third(name, rng, (6, 8), np.float32).items()}
+    xc, tc, ec = x.copy(), t.copy(), {k: v.copy() for k, v in extra.items()}
+    loss, grad = _ours(name, x, t, reduction="none", **extra)
+    want, want_grad = _torch(name, np.ascontiguousarray(x), np.ascontiguousarray(t), reduction="none",
+                             **{k: np.ascontiguousarray(v) for k, v in extra.items()})
     assert_close(loss, want, np.float32)
     assert_close(grad, want_grad, np.float32)
     np.testing.assert_array_equal(x, xc)  # inputs untouched
     np.testing.assert_array_equal(t, tc)
+    for k, v in extra.items():
+        np.testing.assert_array_equal(v, ec[k])
 
 
 @needs_torch
@@ -203,25 +224,28 @@ def test_weight_must_have_the_input_shape(name, shape):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_shapes_that_do_not_broadcast(name):
+    extra = third(name, np.random.default_rng(0), (2, 4), np.float64)
     with pytest.raises(ValueError, match="do not broadcast|is not broadcastable"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            getattr(numbaloss, name)(np.zeros((2, 3)), np.zeros(4))
+            getattr(numbaloss, name)(np.zeros((2, 4)), np.zeros((2, 3)), **extra)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "kl_div"])
 def test_batchmean_only_for_kl_div(name):
     with pytest.raises(ValueError, match="'batchmean' is not a valid value for reduction"):
-        getattr(numbaloss, name)(np.zeros(3), np.zeros(3), reduction="batchmean")
+        getattr(numbaloss, name)(np.zeros(3), np.zeros(3), reduction="batchmean", **_ones_rest(name, 3))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_integer_input_and_non_array_target(name):
     fn = getattr(numbaloss, name)
+    rest = _ones_rest(name, 3)
     with pytest.raises(TypeError, match="input must be float32 or float64, got int64"):
-        fn(np.zeros(3, np.int64), np.zeros(3))
-    with pytest.raises(TypeError, match="target must be an array"):
-        fn(np.zeros(3), "abc")
+        fn(np.zeros(3, np.int64), np.zeros(3), **rest)
+    second = numbaloss.REGISTRY[name].arrays[1]  # target; margin_ranking's input2
+    with pytest.raises(TypeError, match=f"{second} must be an array"):
+        fn(np.zeros(3), "abc", **rest)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -232,6 +256,97 @@ def test_class_form(name):
     rng = np.random.default_rng(7)
     make_x, make_t, _ = ELEMENTWISE[name]
     x, t = make_x(rng, (4, 3)), make_t(rng, (4, 3))
+    rest = tuple(third(name, rng, (4, 3), np.float64).values())  # positional, as the class takes the data
     obj = cls(reduction="sum")
     assert repr(obj).startswith(f"{spec.module}(") and "reduction='sum'" in repr(obj)
-    np.testing.assert_array_equal(obj(x, t, return_grad=True)[1], getattr(numbaloss, name)(x, t, reduction="sum", return_grad=True)[1])
+    got = obj(x, t, *rest, return_grad=True)
+    want = getattr(numbaloss, name)(x, t, *rest, reduction="sum", return_grad=True)
+    flat = lambda r: [r[0], *(r[1] if isinstance(r[1], tuple) else (r[1],))]  # noqa: E731
+    for a, b in zip(flat(got), flat(want), strict=True):  # the same numbers: loss and every gradient
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------ three data arrays
+#: (input shape, var shape): every kind of var torch accepts (the input's shape; the input's less its
+#: last dimension, per row even when N == D; one dimension of size 1; 0-d on a 1-d input)
+GAUSSIAN_VAR_SHAPES = [
+    ((4, 3), (4, 3)), ((4, 3), (4,)), ((4, 3), (4, 1)), ((4, 3), (1, 3)), ((4, 4), (4,)), ((3,), ()), ((3,), (1,)),
+    ((2, 3, 4), (2, 3)), ((2, 3, 4), (2, 1, 4)), ((), ()), ((0, 3), (0,)),
+]
+
+
+@needs_torch
+@pytest.mark.parametrize("shapes", GAUSSIAN_VAR_SHAPES, ids=str)
+def test_gaussian_var_shapes(shapes):
+    x_shape, var_shape = shapes
+    rng = np.random.default_rng(11)
+    x, t, var = rng.standard_normal(x_shape), rng.standard_normal(x_shape), rng.uniform(0.1, 2.0, var_shape)
+    for reduction in ("none", "mean", "sum"):
+        loss, (gx, gv) = _ours("gaussian_nll_loss", x, t, var=var, reduction=reduction)
+        want, want_grads = _torch("gaussian_nll_loss", x, t, var=var, reduction=reduction)
+        assert gx.shape == x.shape and gv.shape == var.shape
+        assert_close(loss, want, np.float64)
+        assert_close((gx, gv), want_grads, np.float64)
+
+
+@needs_torch
+@pytest.mark.parametrize("shapes", [((4, 3), (1, 1)), ((4, 3), (3,)), ((4, 3), ()), ((4, 3), (2, 3)),
+                                    ((2, 3, 4), (1, 1, 4)), ((2, 3, 4), (3, 4))], ids=str)
+def test_gaussian_var_shapes_torch_rejects(shapes):
+    x_shape, var_shape = shapes
+    x, var = np.zeros(x_shape), np.ones(var_shape)
+    with pytest.raises(ValueError, match="var is of incorrect size"):
+        _torch("gaussian_nll_loss", x, x, var=var)
+    with pytest.raises(ValueError, match=re.escape(f"var is of incorrect size: var of shape {var_shape}")):
+        numbaloss.gaussian_nll_loss(x, x, var)
+
+
+def test_gaussian_negative_var_is_reported_where_it_is():
+    x = np.zeros((3, 4))
+    var = np.ones(3)
+    var[1] = -2.0  # one per row: reported in var's own shape
+    with pytest.raises(ValueError, match=re.escape("var has negative entry/entries; var[1] = -2.0")):
+        numbaloss.gaussian_nll_loss(x, x, var)
+    with pytest.raises(ValueError, match=re.escape("var has negative entry/entries")):
+        numbaloss.gaussian_nll_loss(x, x, -0.5)
+    with pytest.raises(ValueError, match=re.escape("var has negative entry/entries; var[0, 2] = -1e-30")):
+        numbaloss.gaussian_nll_loss(x, x, np.where(np.arange(12).reshape(3, 4) == 2, -1e-30, 1.0))
+    # NaN is not negative (torch: NaN results, no error)
+    assert np.isnan(numbaloss.gaussian_nll_loss(x, x, np.full((3, 4), nan)))
+
+
+def test_gaussian_var_types():
+    x = np.zeros(3)
+    with pytest.raises(TypeError, match="var must be an array or a float, got int"):
+        numbaloss.gaussian_nll_loss(x, x, 1)
+    with pytest.raises(TypeError, match="var must be a floating-point array, got int64"):
+        numbaloss.gaussian_nll_loss(x, x, np.ones(3, np.int64))
+    loss, (gx, gv) = numbaloss.gaussian_nll_loss(x + 1.0, x, 2.0, return_grad=True)  # a float: no var gradient
+    assert gv is None and gx.shape == (3,)
+    assert_close(loss, 0.5 * (np.log(2.0) + 0.5), np.float64)
+
+
+def test_gaussian_float32_var_of_float64_input_is_cast():
+    rng = np.random.default_rng(12)
+    x, t = rng.standard_normal((5, 2)), rng.standard_normal((5, 2))
+    var = rng.uniform(0.5, 1.5, (5, 2)).astype(np.float32)
+    loss, (gx, gv) = numbaloss.gaussian_nll_loss(x, t, var, return_grad=True)
+    want, (wx, wv) = numbaloss.gaussian_nll_loss(x, t, var.astype(np.float64), return_grad=True)
+    assert gv.dtype == np.float64 and loss == want
+    np.testing.assert_array_equal(gv, wv)
+
+
+def test_margin_ranking_needs_the_same_number_of_dimensions():
+    with pytest.raises(ValueError, match=re.escape(
+            "margin_ranking_loss : All input tensors should have same dimension but got sizes: input1: (3,), "
+            "input2: (3, 1), target: (3,)")):
+        numbaloss.margin_ranking_loss(np.zeros(3), np.zeros((3, 1)), np.ones(3))
+
+
+def test_margin_ranking_gradients_are_opposite():
+    rng = np.random.default_rng(13)
+    x1, x2, y = rng.standard_normal(100), rng.standard_normal(100), np.sign(rng.standard_normal(100))
+    x2[::7] = x1[::7]  # ties with margin 0: both gradients pass (-t and t)
+    _, (g1, g2) = numbaloss.margin_ranking_loss(x1, x2, y, reduction="sum", return_grad=True)
+    np.testing.assert_array_equal(g1, -g2)
+    np.testing.assert_array_equal(g1[::7], -y[::7])

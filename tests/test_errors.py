@@ -18,7 +18,10 @@ BINARY = ["binary_cross_entropy", "binary_cross_entropy_with_logits"]
 
 
 def _args(name):
-    return (X, Y) if name in CLASS else (P, T)
+    """Valid data arrays for the loss, in order (a third one, var or margin_ranking's target, positive)."""
+    if name in CLASS:
+        return X, Y
+    return (P, T) + (T + 0.5,) * (len(numbaloss.REGISTRY[name].arrays) - 2)
 
 
 OUT_OF_BOUNDS = [
@@ -122,16 +125,16 @@ def test_bce_input_outside_unit_interval(value, reduction):
 @pytest.mark.parametrize("name", list(LOSSES))
 @pytest.mark.parametrize("dtype", [np.float16, np.int64, np.complex64, np.bool_])
 def test_non_float_input(name, dtype):
-    x, t = _args(name)
+    x, *rest = _args(name)
     with pytest.raises(TypeError, match=f"input must be float32 or float64, got {np.dtype(dtype).name}"):
-        LOSSES[name][0](x.astype(dtype), t)
+        LOSSES[name][0](x.astype(dtype), *rest)
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
 @pytest.mark.parametrize("bad", [[[0.1, 0.2]], 0.5, "x", None])
 def test_non_array_input(name, bad):
     with pytest.raises(TypeError, match="input must be an array"):
-        LOSSES[name][0](bad, _args(name)[1])
+        LOSSES[name][0](bad, *_args(name)[1:])
 
 
 @pytest.mark.parametrize("name", CLASS)
@@ -172,11 +175,11 @@ def test_zero_dim_input():
 
 @pytest.mark.parametrize("name", list(LOSSES))
 def test_grad_output_shape(name):
-    x, t = _args(name)
+    args = _args(name)
     with pytest.raises(ValueError, match="grad_output must be a scalar for reduction='mean'"):
-        LOSSES[name][0](x, t, return_grad=True, grad_output=np.ones(3))
+        LOSSES[name][0](*args, return_grad=True, grad_output=np.ones(3))
     with pytest.raises(ValueError, match=r"grad_output of shape \(3,\) does not broadcast to the loss's shape"):
-        LOSSES[name][0](x, t, reduction="none", return_grad=True, grad_output=np.ones(3))
+        LOSSES[name][0](*args, reduction="none", return_grad=True, grad_output=np.ones(3))
 
 
 @pytest.mark.parametrize("name", [n for n in LOSSES if "weight" in numbaloss.REGISTRY[n].params])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import numbaloss
-from tests.cases import ELEMENTWISE
+from tests.cases import ELEMENTWISE, third
 from tests.conftest import LOSSES
 
 FD_CASES = {
@@ -26,6 +26,8 @@ FD_CASES.update({
     "kl_div": [dict(), dict(log_target=True)],
     "poisson_nll_loss": [dict(full=True), dict(log_input=False, eps=1e-3)],
     "hinge_embedding_loss": [dict(margin=0.5)],
+    "margin_ranking_loss": [dict(margin=0.3)],
+    "gaussian_nll_loss": [dict(var="full"), dict(var="row", full=True)],  # var of the input's shape; one per row
 })
 FD_IDS = [(name, i) for name, cases in FD_CASES.items() for i in range(len(cases))]
 
@@ -56,22 +58,30 @@ def test_finite_differences(name, i, reduction):
     x, t = _inputs(name, kind, rng)
     if isinstance(kwargs.get("weight"), str):  # "full": one of the input's shape
         kwargs["weight"] = rng.uniform(0.2, 2.0, x.shape)
+    if isinstance(kwargs.get("var"), str):  # away from eps: finite differences need the smooth part
+        kwargs["var"] = rng.uniform(0.5, 2.0, x.shape if kwargs["var"] == "full" else x.shape[:-1])
+    kwargs = dict(third(name, rng, x.shape, np.float64), **kwargs)  # var, margin_ranking's target
+    spec = numbaloss.REGISTRY[name]
     fn = LOSSES[name][0]
     loss_shape = np.shape(fn(x, t, reduction=reduction, **kwargs))
     go = rng.uniform(-2, 2, loss_shape) if reduction == "none" else 1.7
+    _, grads = fn(x, t, reduction=reduction, return_grad=True, grad_output=go, **kwargs)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    call = dict(zip(spec.arrays, [x, t]), **kwargs)
+    for arg, grad in zip(spec.grads, grads, strict=True):  # every gradient: input, input2, var
 
-    def objective(xx):
-        return float(np.sum(go * fn(xx, t, reduction=reduction, **kwargs)))
+        def objective(a):
+            return float(np.sum(go * fn(**dict(call, **{arg: a}), reduction=reduction)))
 
-    _, grad = fn(x, t, reduction=reduction, return_grad=True, grad_output=go, **kwargs)
-    h = 1e-6
-    fd = np.empty_like(x)
-    for idx in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[idx] += h
-        xm[idx] -= h
-        fd[idx] = (objective(xp) - objective(xm)) / (2 * h)
-    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7 * max(1.0, np.abs(fd).max()))
+        at = call[arg]
+        h = 1e-6
+        fd = np.empty_like(at)
+        for idx in np.ndindex(at.shape):
+            ap, am = at.copy(), at.copy()
+            ap[idx] += h
+            am[idx] -= h
+            fd[idx] = (objective(ap) - objective(am)) / (2 * h)
+        np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7 * max(1.0, np.abs(fd).max()), err_msg=arg)
 
 
 def test_float32_mean_of_two_million_losses_is_accurate():

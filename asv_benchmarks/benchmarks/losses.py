@@ -31,12 +31,12 @@ class Losses:
 
     def setup(self, loss, mode, dtype, size):
         self.fn = getattr(numbaloss, loss)
-        self.x, self.t = _inputs(loss, size, np.dtype(dtype))
+        self.arrays = _inputs(loss, size, np.dtype(dtype))  # every data array of the loss, in order
         self.grad = mode == "forward+gradient"
-        self.fn(self.x, self.t, return_grad=self.grad)  # warm the JIT / cache
+        self.fn(*self.arrays, return_grad=self.grad)  # warm the JIT / cache
 
     def time_loss(self, loss, mode, dtype, size):
-        self.fn(self.x, self.t, return_grad=self.grad)
+        self.fn(*self.arrays, return_grad=self.grad)
 
 
 class CrossEntropyOptions:

@@ -5,8 +5,12 @@ one shape, with ``d loss_i / d x_i = w_i * grad(x_i, t_i, p_i, k)``.  ``w`` is a
 optional multiplying parameter (``weight``), ``p`` an optional parameter the
 formulas read (``pos_weight``; 1 when absent), both broadcast to the input, and
 ``k`` a scalar option (``beta``, ``delta``, ``margin``; 0.0 when the loss has
-none).  An optional ``check(x)`` marks inputs that are out of the loss's domain
-(BCE's [0, 1]); the first one is raised as ValueError.
+none).  ``p`` may also be a data array of the loss (``margin_ranking_loss``'s
+``input2``, ``gaussian_nll_loss``'s ``var``: the family's ``roles``) with a
+gradient of its own, ``w_i * param_grad(x_i, t_i, p_i, k)``, summed back to
+its shape.  An optional ``check(x, t, p, k)`` marks elements out of the loss's
+domain (BCE's input in [0, 1], a negative ``var``); the first one is raised as
+ValueError.
 
 Given these formulas (``@scalar`` functions, shared with the CUDA template),
 :func:`register` makes the loss's CPU kernel (a block function, run block by
@@ -27,6 +31,7 @@ module: a real function, so Numba's on-disk cache finds it in a new process
 recompiled when that module (its formulas) changes.
 """
 
+import dataclasses
 import sys
 import warnings
 from dataclasses import dataclass
@@ -34,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import reduce, vmath
-from .dispatch import host_array, host_param
+from .dispatch import host_array, host_param, is_device_array
 from . import jit
 from .jit import scalar, serial
 from .registry import register as _register
@@ -42,7 +47,7 @@ from .validate import broadcast_shape, check_same_shape, empty, float_dtype
 
 
 @scalar
-def no_check(x):
+def no_check(x, t, p, k):
     """The default input check: every input is in the loss's domain."""
     return True
 
@@ -54,7 +59,8 @@ class Elementwise:
     value: object
     grad: object
     check: object = no_check
-    check_error: str = ""  #: ValueError text for an input that fails ``check``
+    check_error: str = ""  #: ValueError text for an element that fails ``check``
+    check_on: str = "input"  #: the role whose value the error reports: ``"input"`` or ``"param"``
     scale: str = None  #: name of the multiplying parameter (``"weight"``) or None
     param: str = None  #: name of the parameter the formulas read (``"pos_weight"``) or None
     option: str = None  #: name of the scalar option passed as ``k``, or None
@@ -69,6 +75,20 @@ class Elementwise:
     switches: tuple = ()  #: boolean options that pick a formula pair from ``variants``
     variants: dict = None  #: ``{(switch values...): (value, grad)}``
     precheck: object = None  #: ``precheck(options, reduction)``: option errors and torch's warnings
+    #: the data arrays' roles in argument order: ``("input", "target")``, or with ``"param"`` when the
+    #: formula parameter is a data array of the loss (``margin_ranking_loss``: input1, input2, target)
+    roles: tuple = ("input", "target")
+    param_grad: object = None  #: ``d value / d p`` when the param is a data array with a gradient
+    #: ``param_shape(input_shape, target_shape, p_shape)``: the shape a data param broadcasts as,
+    #: raising for the shapes torch rejects (gaussian_nll's ``var``); None: its own shape
+    param_shape: object = None
+    param_float: bool = False  #: a Python float is accepted for a data param (no gradient then)
+    param_kinds: str = "biuf"  #: NumPy dtype kinds accepted for a data param (cast to the input's dtype)
+
+    @property
+    def data_param(self):
+        """Whether the formula parameter is one of the loss's data arrays (not an option)."""
+        return "param" in self.roles
 
     def options_of(self, options):
         """``(scale parameter or None, formula parameter or None, k)`` from a call's options."""
@@ -77,27 +97,44 @@ class Elementwise:
         return w, p, (float(options[self.option]) if self.option else 0.0)
 
     def formulas(self, options):
-        """``(key, value, grad)``: the formula pair the call's boolean options select (key ``()``
-        without switches); each key compiles its own kernels, on first use."""
+        """``(key, value, grad, param_grad)``: the formulas the call's boolean options select (key
+        ``()`` without switches); each key compiles its own kernels, on first use.  A variant is
+        ``(value, grad)`` or ``(value, grad, param_grad)``."""
         if not self.switches:
-            return (), self.value, self.grad
+            return (), self.value, self.grad, self.param_grad
         key = tuple(bool(options[s]) for s in self.switches)
-        value, grad = self.variants[key]
-        return key, value, grad
+        value, grad, *pgrad = self.variants[key]
+        return key, value, grad, (pgrad[0] if pgrad else self.param_grad)
 
     def kernel_name(self, name, key):
         """The name of one formula pair's kernels: the loss's name, with the switches' values
         (``kl_div_log_target1``)."""
         return name + "".join(f"_{s}{int(v)}" for s, v in zip(self.switches, key))
 
-    def input_error(self, pos, shape, value):
-        """The ValueError for the first input (flat position ``pos``) that fails ``check``."""
+    def check_error_at(self, pos, shape, x, p, p_shape, p_own_shape):
+        """The ValueError for the first element (flat position ``pos`` of the loss's ``shape``) that
+        fails ``check``, naming the failing value: the input's (``x``, flat, of the loss's shape) or
+        the param's (``p``, flat, broadcast to the loss's shape as ``p_shape``; its index reported
+        in its own shape ``p_own_shape``)."""
         where = [int(i) for i in np.unravel_index(pos, shape)]
-        return ValueError(f"{self.check_error}; input{where} = {value}")
+        if self.check_on == "input":
+            return ValueError(f"{self.check_error}; input{where} = {x[pos]}")
+        # the param's own index: broadcast dimensions at 0
+        where = [0 if n == 1 else i for i, n in zip(where[len(shape) - len(p_shape):], p_shape)]
+        flat = int(np.ravel_multi_index(where, p_shape)) if where else 0
+        where = [int(i) for i in np.unravel_index(flat, p_own_shape)]
+        return ValueError(f"{self.check_error}; {self.param}{where} = {p[flat]}")
 
-    def shapes(self, input_shape, target_shape):
-        """The loss's shape, checking ``target``'s shape against the input's as torch does."""
+    def shapes(self, input_shape, target_shape, param_shape=None):
+        """The loss's shape, checking ``target``'s (and a data param's) shape against the input's as
+        torch does."""
         input_shape, target_shape = tuple(input_shape), tuple(target_shape)
+        if param_shape is not None:  # a data param: all three broadcast together
+            try:
+                return tuple(np.broadcast_shapes(input_shape, target_shape, tuple(param_shape)))
+            except ValueError:
+                raise ValueError(f"input of shape {input_shape}, target of shape {target_shape} and {self.param} "
+                                 f"of shape {tuple(param_shape)} do not broadcast") from None
         if self.broadcast == "same" or input_shape == target_shape:
             check_same_shape(input_shape, target_shape)
             return input_shape
@@ -187,16 +224,17 @@ def _param_block(p, pmap, lo, hi):
     return dst
 
 
-def _block(b, x, t, tmap, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad):
-    """Block ``b`` of one elementwise loss (``VALUE``, ``GRAD``, ``CHECK``: its formulas, bound per loss).
+def _block(b, x, t, tmap, w, wmap, p, pmap, k, gscale, gstride, out, grad, pgrad, partials, bad):
+    """Block ``b`` of one elementwise loss (``VALUE``, ``GRAD``, ``PGRAD``, ``CHECK``: its formulas,
+    bound per loss).
 
     The losses (into ``out`` for ``none``, else a scratch block summed pairwise
-    into ``partials[b]``), ``bad[b]`` = the block's first input failing ``CHECK``
-    (or -1), and the gradient ``GRAD * w * g``.
+    into ``partials[b]``), ``bad[b]`` = the block's first element failing ``CHECK``
+    (or -1), the gradient ``GRAD * w * g`` and the param's ``PGRAD * w * g``.
 
-    ``tmap``/``wmap``/``pmap`` are None unless the target or parameter is broadcast, and ``grad`` is None
-    when no gradient is asked for: Numba prunes ``is None`` branches on arguments while
-    compiling, so a call compiles only the parts it uses.
+    ``tmap``/``wmap``/``pmap`` are None unless the target or parameter is broadcast, and ``grad``
+    (``pgrad``) is None when no (param) gradient is asked for: Numba prunes ``is None`` branches
+    on arguments while compiling, so a call compiles only the parts it uses.
     """
     block = reduce.BLOCK
     lo = b * block
@@ -220,21 +258,22 @@ def _block(b, x, t, tmap, w, wmap, p, pmap, k, gscale, gstride, out, grad, parti
     ok = True
     for i in range(n):  # a pure map: LLVM vectorizes it with the branch-free math
         xi = xs[i]
-        ok &= CHECK(xi)  # noqa: F821
+        ti = ts[i]
         pi = ps[i] if has_p else one
         wi = ws[i] if has_w else one
-        dst[i] = VALUE(xi, ts[i], pi, k) * wi  # noqa: F821
+        ok &= CHECK(xi, ti, pi, k)  # noqa: F821
+        dst[i] = VALUE(xi, ti, pi, k) * wi  # noqa: F821
     partials[b] = 0.0 if want_out else reduce.tree_sum(dst, np.empty((n + 1) // 2))
     bad[b] = -1
     if not ok:
         for i in range(n):
-            if not CHECK(xs[i]):  # noqa: F821
+            if not CHECK(xs[i], ts[i], ps[i] if has_p else one, k):  # noqa: F821
                 bad[b] = lo + i
                 break
+    # two loops per gradient, not one reading gscale[i * gstride]: a stride unknown at compile
+    # time is a gather to LLVM, and the loop stays scalar
     if grad is not None:
         gd = grad[lo:hi]
-        # two loops, not one reading gscale[i * gstride]: a stride unknown at compile time
-        # is a gather to LLVM, and the loop stays scalar
         if gstride:
             gs = gscale[lo:hi]
             for i in range(n):
@@ -247,12 +286,24 @@ def _block(b, x, t, tmap, w, wmap, p, pmap, k, gscale, gstride, out, grad, parti
                 pi = ps[i] if has_p else one
                 wi = ws[i] if has_w else one
                 gd[i] = GRAD(xs[i], ts[i], pi, k) * wi * g  # noqa: F821
+    if pgrad is not None:
+        pd = pgrad[lo:hi]
+        if gstride:
+            gs = gscale[lo:hi]
+            for i in range(n):
+                wi = ws[i] if has_w else one
+                pd[i] = PGRAD(xs[i], ts[i], ps[i], k) * wi * vmath.like(gs[i], x)  # noqa: F821
+        else:
+            g = vmath.like(gscale[0], x)
+            for i in range(n):
+                wi = ws[i] if has_w else one
+                pd[i] = PGRAD(xs[i], ts[i], ps[i], k) * wi * g  # noqa: F821
 
 
-def make_kernel(name, value, grad, check, source_file):
+def make_kernel(name, value, grad, param_grad, check, source_file):
     """The loss's own copy of :func:`_block` (a real function with its own qualname and its formulas
     in its globals, so Numba's on-disk cache finds it), as a :class:`~numbaloss.core.jit.Blocked` kernel."""
-    globals_ = dict(VALUE=value, GRAD=grad, CHECK=check)
+    globals_ = dict(VALUE=value, GRAD=grad, PGRAD=param_grad or grad, CHECK=check)
     return jit.Blocked(serial(jit.copy_function(_block, f"{name}_block", globals_, source_file)))
 
 
@@ -286,21 +337,50 @@ def host_param_block(p, name, dtype, shape):
     return p.reshape(-1), (pmap if pmap.size else None)
 
 
-def run_cpu(spec, input, target, *, reduction, return_grad, grad_output, **options):
+def data_param(f, p, input_shape, target_shape):
+    """A data param (``input2``, ``var``) as ``(array or Python float, the shape it broadcasts as)``,
+    with torch's checks: a Python float where the family takes one (negative: ValueError; no
+    gradient), else an array whose shape the family's ``param_shape`` accepts."""
+    if f.param_float and isinstance(p, float):
+        if p < 0:  # torch checks the float at once (an array is checked in the kernel)
+            raise ValueError(f"{f.param} has negative entry/entries")
+        return np.asarray(p), ()
+    if not is_device_array(p):
+        if isinstance(p, (bool, int, complex, str, bytes)) or not hasattr(p, "__array__"):
+            kinds = "an array or a float" if f.param_float else "an array"
+            raise TypeError(f"{f.param} must be {kinds}, got {type(p).__name__}")
+        p = np.asarray(p)
+    if np.dtype(p.dtype).kind not in f.param_kinds:
+        raise TypeError(f"{f.param} must be a floating-point array, got {np.dtype(p.dtype)}" if f.param_kinds == "f"
+                        else f"{f.param} must be a real numeric array, got {np.dtype(p.dtype)}")
+    p_shape = tuple(p.shape)
+    if f.param_shape is not None:
+        p_shape = tuple(f.param_shape(tuple(input_shape), tuple(target_shape), p_shape))
+    return p, p_shape
+
+
+def run_cpu(spec, *arrays, reduction, return_grad, grad_output, **options):
     """The host path of every elementwise loss (see :class:`numbaloss.core.registry.Loss`)."""
     f = spec.family
     if f.precheck is not None:
         f.precheck(options, reduction)
-    x = host_array(input, "input")
-    t = host_array(target, "target")
+    data = dict(zip(f.roles, arrays))
+    x = host_array(data["input"], "input")
+    t = host_array(data["target"], "target")
     dtype = float_dtype(x.dtype)
     if t.dtype.kind not in "biuf":
         raise TypeError(f"target must be a real numeric array, got {t.dtype}")
     in_shape = x.shape
-    shape = f.shapes(in_shape, t.shape)
+    w, p, k = f.options_of(options)
+    p_shape = p_own_shape = None
+    if f.data_param:
+        p, p_shape = data_param(f, data["param"], in_shape, t.shape)
+        p = host_param(p, f.param, dtype)
+        p_own_shape = p.shape
+        p = p.reshape(p_shape)
+    shape = f.shapes(in_shape, t.shape, p_shape)
     if shape != in_shape:  # torch broadcasts the input too (and warns): rare, so it is expanded here
         x = np.broadcast_to(x, shape)
-    w, p, k = f.options_of(options)
     if w is not None:
         w = host_param(w, f.scale, dtype)
         f.check_scale(w.shape, in_shape)
@@ -313,19 +393,26 @@ def run_cpu(spec, input, target, *, reduction, return_grad, grad_output, **optio
     red = "mean" if reduction == "batchmean" else reduction
     out = np.empty(m if red == "none" else 0, dtype)
     grad = np.empty(m, dtype) if return_grad else None
+    # a data param's gradient, unless it is a Python float (gaussian_nll's var = 0.5: none, as torch)
+    want_pgrad = return_grad and f.param_grad is not None and not isinstance(data.get("param"), float)
+    pgrad = np.empty(m, dtype) if want_pgrad else None
     nb = reduce.n_blocks(m)
     partials = np.empty(nb)
     bad = np.empty(nb, np.int64)
     gscale, gstride = reduce.grad_scale(red, grad_output, denominator, shape, return_grad)
-    kernel_of(spec, options)(nb, xf, t, tmap, w, wmap, p, pmap, k, gscale, gstride, out, grad, partials, bad, work=m)
+    kernel_of(spec, options)(nb, xf, t, tmap, w, wmap, p, pmap, k, gscale, gstride, out, grad, pgrad, partials, bad,
+                             work=m)
     total = reduce.total(partials)
     pos = reduce.first_flag(bad)
     if pos >= 0:
-        raise f.input_error(pos, shape, xf[pos])
+        raise f.check_error_at(pos, shape, xf, p, p_shape, p_own_shape)
     value = reduce.finish(red, out, total, denominator, dtype, shape)
     if not return_grad:
         return value, ()
-    return value, (sum_to_shape(grad.reshape(shape), in_shape),)
+    grads = (sum_to_shape(grad.reshape(shape), in_shape),)
+    if f.param_grad is not None:
+        grads += (sum_to_shape(pgrad.reshape(shape), p_shape).reshape(p_own_shape) if want_pgrad else None,)
+    return value, grads
 
 
 _KERNELS = {}
@@ -334,33 +421,42 @@ _KERNELS = {}
 def kernel_of(spec, options=None):
     """The loss's CPU kernel for the formulas ``options`` select, made on first use (nothing
     compiles at import)."""
-    key, value, grad = spec.family.formulas(options or {})
+    key, value, grad, pgrad = spec.family.formulas(options or {})
     kern = _KERNELS.get((spec.name, key))
     if kern is None:
         source = sys.modules[spec.fn.__module__].__file__
         name = spec.family.kernel_name(spec.name, key)
-        kern = _KERNELS[spec.name, key] = make_kernel(name, value, grad, spec.family.check, source)
+        kern = _KERNELS[spec.name, key] = make_kernel(name, value, grad, pgrad, spec.family.check, source)
     return kern
 
 
-def register(*, module, value=None, grad=None, check=no_check, check_error="", scale=None, param=None, option=None,
-             broadcast="same", warn_broadcast=False, scale_shape="broadcast", weighted_mean=False, switches=(),
-             variants=None, precheck=None, **fields):
+def register(*, module, roles=("input", "target"), **fields):
     """Register an elementwise loss from its formulas (decorates the public function).
 
-    ``check`` and ``check_error`` come together: the CUDA kernel records a failing input in
+    ``fields`` are :class:`Elementwise`'s (the formulas and roles) and
+    :class:`~numbaloss.core.registry.Loss`'s (``arrays``, ``grads``, ``reductions``...).
+    ``check`` and ``check_error`` come together: the CUDA kernel records a failing element in
     an error buffer that exists only when there is a message to raise.  A loss whose boolean
     options pick its formulas gives ``switches`` (the option names) and ``variants`` (a formula
-    pair per combination) instead of ``value`` and ``grad``."""
-    if (check is not no_check) != bool(check_error):
+    pair or triple per combination) instead of ``value``, ``grad`` (and ``param_grad``).  A loss
+    whose formula parameter is a data array names it in ``roles`` (its place among the data
+    arrays) and in ``param``; its ``grads`` then list it when it has a ``param_grad``."""
+    own = {f.name for f in dataclasses.fields(Elementwise)}
+    family = {n: v for n, v in fields.items() if n in own}
+    loss = {n: v for n, v in fields.items() if n not in own}
+    check = family.get("check", no_check)
+    if (check is not no_check) != bool(family.get("check_error")):
         raise ValueError("an elementwise loss with an input check needs its check_error, and only then")
-    if bool(switches) != (variants is not None) or (variants is None) == (value is None):
+    variants = family.get("variants")
+    if bool(family.get("switches")) != (variants is not None) or (variants is None) == (family.get("value") is None):
         raise ValueError("give value and grad, or switches and their variants")
     if variants is not None:
-        value, grad = next(iter(variants.values()))
-    family = Elementwise(value, grad, check, check_error, scale, param, option, broadcast, warn_broadcast,
-                         scale_shape, weighted_mean, tuple(switches), variants, precheck)
-    params = tuple(n for n in (scale, param) if n)
+        family["value"], family["grad"], *pgrad = next(iter(variants.values()))
+        family["param_grad"] = pgrad[0] if pgrad else None
+        family["switches"] = tuple(family["switches"])
+    family = Elementwise(roles=tuple(roles), **family)
+    # a data param travels with the data arrays (same device); an option param is a params entry
+    params = tuple(n for n in (family.scale, None if family.data_param else family.param) if n)
     return _register(
-        module=module, cpu=run_cpu, cuda="numbaloss.core.elementwise_cuda", params=params, family=family, **fields
+        module=module, cpu=run_cpu, cuda="numbaloss.core.elementwise_cuda", params=params, family=family, **loss
     )

@@ -17,10 +17,10 @@ import numpy as np
 from numba import cuda, float64
 
 from . import cuda_host
-from .cuda_host import device_grad_scale, zero_kernel
+from .cuda_host import HostTarget, device_grad_scale, zero_kernel
 from .cuda_reduce import CHUNK, TPB, chunk_bounds, grid_blocks, store_block_sum, sum_partials
 from .dispatch import is_device_array
-from .elementwise import broadcast_map
+from .elementwise import broadcast_map, data_param
 from .validate import broadcast_shape, float_dtype
 
 
@@ -39,13 +39,15 @@ def param_at(p, pmap, i):
     return p[off]
 
 
-def _make_kernel(value, grad, check):
+def _make_kernel(value, grad, param_grad, check):
+    param_grad = param_grad or grad  # never called without a param gradient buffer
+
     @cuda.jit(device=True)
-    def entry(i, xi, ti, w, wmap, p, pmap, k, gscale, g, out, grad_, err):
-        """Element ``i``'s weighted loss (returned; stored when ``out`` is wanted) and its gradient."""
+    def entry(i, xi, ti, w, wmap, p, pmap, k, gscale, g, out, grad_, pgrad, err):
+        """Element ``i``'s weighted loss (returned; stored when ``out`` is wanted) and its gradients."""
         wi = param_at(w, wmap, i) if w.size > 0 else 1.0
         pi = param_at(p, pmap, i) if p.size > 0 else 1.0
-        if not check(xi):
+        if not check(xi, ti, pi, k):
             cuda.atomic.min(err, 0, i)
         loss = value(xi, ti, pi, k) * wi
         if out.size > 0:
@@ -53,10 +55,12 @@ def _make_kernel(value, grad, check):
         if grad_.size > 0:
             gi = gscale[i] if gscale.size > 0 else g
             grad_[i] = grad(xi, ti, pi, k) * wi * gi
+            if pgrad.size > 0:
+                pgrad[i] = param_grad(xi, ti, pi, k) * wi * gi
         return loss
 
     @cuda.jit
-    def kernel(x, t, tmap, w, wmap, p, pmap, k, gscale, g0, n, is_mean, out, grad_, part, err):
+    def kernel(x, t, tmap, w, wmap, p, pmap, k, gscale, g0, n, is_mean, out, grad_, pgrad, part, err):
         sm = cuda.shared.array(TPB, float64)
         tid = cuda.threadIdx.x
         lo, hi = chunk_bounds(x.size)
@@ -71,13 +75,13 @@ def _make_kernel(value, grad, check):
             x0, x1, x2, x3 = x[i], x[i + TPB], x[i + 2 * TPB], x[i + 3 * TPB]
             t0, t1 = param_at(t, tmap, i), param_at(t, tmap, i + TPB)
             t2, t3 = param_at(t, tmap, i + 2 * TPB), param_at(t, tmap, i + 3 * TPB)
-            acc += entry(i, x0, t0, w, wmap, p, pmap, k, gscale, g, out, grad_, err)
-            acc += entry(i + TPB, x1, t1, w, wmap, p, pmap, k, gscale, g, out, grad_, err)
-            acc += entry(i + 2 * TPB, x2, t2, w, wmap, p, pmap, k, gscale, g, out, grad_, err)
-            acc += entry(i + 3 * TPB, x3, t3, w, wmap, p, pmap, k, gscale, g, out, grad_, err)
+            acc += entry(i, x0, t0, w, wmap, p, pmap, k, gscale, g, out, grad_, pgrad, err)
+            acc += entry(i + TPB, x1, t1, w, wmap, p, pmap, k, gscale, g, out, grad_, pgrad, err)
+            acc += entry(i + 2 * TPB, x2, t2, w, wmap, p, pmap, k, gscale, g, out, grad_, pgrad, err)
+            acc += entry(i + 3 * TPB, x3, t3, w, wmap, p, pmap, k, gscale, g, out, grad_, pgrad, err)
             i += 4 * TPB
         while i < hi:
-            acc += entry(i, x[i], param_at(t, tmap, i), w, wmap, p, pmap, k, gscale, g, out, grad_, err)
+            acc += entry(i, x[i], param_at(t, tmap, i), w, wmap, p, pmap, k, gscale, g, out, grad_, pgrad, err)
             i += TPB
         store_block_sum(acc, sm, tid, part)
 
@@ -89,16 +93,17 @@ _KERNELS = {}
 
 def kernel_of(spec, options=None):
     """The loss's CUDA kernel for the formulas ``options`` select, made on first use."""
-    key, value, grad = spec.family.formulas(options or {})
+    key, value, grad, param_grad = spec.family.formulas(options or {})
     if (spec.name, key) not in _KERNELS:
-        _KERNELS[spec.name, key] = _make_kernel(value, grad, spec.family.check)
+        _KERNELS[spec.name, key] = _make_kernel(value, grad, param_grad, spec.family.check)
     return _KERNELS[spec.name, key]
 
 
-def _param(call, p, name, dtype, shape, f=None):
+def _param(call, p, name, dtype, shape, f=None, as_shape=None):
     """An optional broadcast parameter on the device, compact, with its ``pmap`` (see ``broadcast_map``)
     and its sum when ``f`` divides ``"mean"`` by it (``weighted_mean``; a device weight is copied back
-    once for that)."""
+    once for that).  ``as_shape``: the shape it broadcasts as, when not its own (a ``(N,)`` var on
+    an ``(N, D)`` input broadcasts as ``(N, 1)``)."""
     if p is None:
         return call.nothing(dtype), call.nothing(np.int64), None
     if is_device_array(p):
@@ -111,6 +116,8 @@ def _param(call, p, name, dtype, shape, f=None):
         host = np.asarray(p)
         pshape = host.shape
         flat = call.param(host.reshape(-1), name, dtype)
+    if as_shape is not None:
+        pshape = tuple(as_shape)
     if f is not None:  # the scale: on the device the input always has the loss's shape
         f.check_scale(pshape, shape)
     broadcast_shape(pshape, shape, name)
@@ -121,18 +128,72 @@ def _param(call, p, name, dtype, shape, f=None):
     return flat, (call.to_device(pmap) if pmap.size else call.nothing(np.int64)), total
 
 
-def run(spec, input, target, *, reduction, return_grad, grad_output, **options):
+@cuda.jit
+def sum_to_param_kernel(g, out, rmap):
+    """``out[o]`` = the sum, in a fixed order (float64), of the loss-shaped ``g`` over the positions
+    that read param element ``o``: a broadcast param's gradient summed back to its shape.
+
+    ``rmap = [nk, kept sizes..., kept strides..., nr, reduced sizes..., reduced strides...]``
+    (strides into ``g``): the param's own dimensions, in its order, then the broadcast ones.
+    """
+    o = cuda.grid(1)
+    if o >= out.size:
+        return
+    nk = rmap[0]
+    base = 0
+    r = o
+    for d in range(nk - 1, -1, -1):
+        n = rmap[1 + d]
+        base += (r % n) * rmap[1 + nk + d]
+        r //= n
+    q = 1 + 2 * nk
+    nr = rmap[q]
+    count = 1
+    for d in range(nr):
+        count *= rmap[q + 1 + d]
+    acc = 0.0
+    for j in range(count):
+        off = base
+        r = j
+        for d in range(nr - 1, -1, -1):
+            n = rmap[q + 1 + d]
+            off += (r % n) * rmap[q + 1 + nr + d]
+            r //= n
+        acc += g[off]
+    out[o] = acc
+
+
+def sum_map(shape, p_shape):
+    """``rmap`` of :func:`sum_to_param_kernel` for a param of ``p_shape`` broadcast to ``shape``."""
+    strides = [int(np.prod(shape[i + 1 :], dtype=np.int64)) for i in range(len(shape))]
+    p_full = (1,) * (len(shape) - len(p_shape)) + tuple(p_shape)
+    kept = [(n, s) for n, q, s in zip(shape, p_full, strides) if q == n and n != 1]
+    red = [(n, s) for n, q, s in zip(shape, p_full, strides) if q != n]
+    return np.array([len(kept)] + [n for n, _ in kept] + [s for _, s in kept]
+                    + [len(red)] + [n for n, _ in red] + [s for _, s in red], np.int64)
+
+
+def run(spec, *arrays, reduction, return_grad, grad_output, **options):
     """The device path of every elementwise loss (see :class:`numbaloss.core.registry.Loss`)."""
     f = spec.family
     if f.precheck is not None:
         f.precheck(options, reduction)
+    data = dict(zip(f.roles, arrays))
+    input, target = data["input"], data["target"]
     call = cuda_host.Call(input)
     x = call.input(input, "input")
     t = call.input(target, "target")
     dtype = float_dtype(x.dtype)
-    shape = f.shapes(x.shape, t.shape)
+    w, p, k = f.options_of(options)
+    p_shape = p_own_shape = None
+    if f.data_param:
+        p, p_shape = data_param(f, data["param"], x.shape, t.shape)
+        p_own_shape = tuple(np.shape(p)) if not is_device_array(p) else tuple(p.shape)
+        if not is_device_array(p):
+            p = np.asarray(p, dtype)
+    shape = f.shapes(x.shape, t.shape, p_shape)
     if shape != tuple(x.shape):
-        raise ValueError(f"input of shape {tuple(x.shape)} broadcast to {shape} by the target: on the device, "
+        raise ValueError(f"input of shape {tuple(x.shape)} broadcast to {shape} by the other arrays: on the device, "
                          "broadcast the input to the loss's shape first")
     if np.dtype(t.dtype) != dtype:
         raise TypeError(f"target on the device must have the input's dtype {dtype}, got {np.dtype(t.dtype)}")
@@ -140,9 +201,8 @@ def run(spec, input, target, *, reduction, return_grad, grad_output, **options):
     if len(shape) > 1 and not x.is_c_contiguous():
         raise ValueError("input: non-contiguous Numba device arrays are not supported here; pass a contiguous array")
     xf = x.reshape(m) if x.ndim != 1 else x
-    w, p, k = f.options_of(options)
     w, wmap, w_host = _param(call, w, f.scale, dtype, shape, f)
-    p, pmap, _ = _param(call, p, f.param, dtype, shape)
+    p, pmap, _ = _param(call, p, f.param, dtype, shape, as_shape=p_shape)
     if tuple(t.shape) == shape:  # read in place, like the input
         if len(shape) > 1 and not t.is_c_contiguous():
             raise ValueError("target: non-contiguous Numba device arrays are not supported here; pass a contiguous array")
@@ -154,11 +214,13 @@ def run(spec, input, target, *, reduction, return_grad, grad_output, **options):
     gscale, g0 = device_grad_scale(call, red, grad_output, shape, return_grad)
     out = call.empty(m, dtype) if red == "none" else call.nothing(dtype)
     grad = call.empty(m, dtype) if return_grad else call.nothing(dtype)
+    want_pgrad = return_grad and f.param_grad is not None and not isinstance(data.get("param"), float)
+    pgrad = call.empty(m, dtype) if want_pgrad else call.nothing(dtype)
     nb = grid_blocks(m, CHUNK)
     part = call.empty(nb, np.float64)
     err = call.error_buffer() if f.check_error else call.nothing(np.int64)
     if m:
-        args = (xf, t, tmap, w, wmap, p, pmap, k, gscale, g0, denominator, red == "mean", out, grad, part, err)
+        args = (xf, t, tmap, w, wmap, p, pmap, k, gscale, g0, denominator, red == "mean", out, grad, pgrad, part, err)
         call.launch(kernel_of(spec, options), nb, *args)
     else:
         call.launch(zero_kernel, 1, part)
@@ -169,5 +231,21 @@ def run(spec, input, target, *, reduction, return_grad, grad_output, **options):
     if f.check_error:
         pos = call.first_error(err)
         if pos >= 0:
-            raise f.input_error(pos, shape, xf[pos : pos + 1].copy_to_host()[0])
-    return value, ((call.result(grad.reshape(shape)),) if return_grad else ())
+            raise f.check_error_at(pos, shape, HostTarget(xf), HostTarget(p), p_shape, p_own_shape)
+    if not return_grad:
+        return value, ()
+    grads = (call.result(grad.reshape(shape)),)
+    if f.param_grad is not None:
+        grads += (_sum_to_param(call, pgrad, shape, p_shape, p_own_shape) if want_pgrad else None,)
+    return value, grads
+
+
+def _sum_to_param(call, g, shape, p_shape, own_shape):
+    """The param's gradient: ``g`` (loss-shaped, flat) summed over the param's broadcast dimensions."""
+    if int(np.prod(p_shape, dtype=np.int64)) == g.size:
+        return call.result(g.reshape(own_shape) if own_shape else g.reshape(()))
+    size = int(np.prod(p_shape, dtype=np.int64))
+    out = call.empty(size, g.dtype)
+    if size:
+        call.launch(sum_to_param_kernel, grid_blocks(size, TPB), g, out, call.to_device(sum_map(shape, p_shape)))
+    return call.result(out.reshape(own_shape))

@@ -4,8 +4,8 @@ functions, imports only :mod:`numbaloss.core`, and registers its losses on impor
 from .binary import binary_cross_entropy, binary_cross_entropy_with_logits
 from .classification import cross_entropy, nll_loss
 from .divergence import kl_div
-from .margin import hinge_embedding_loss, soft_margin_loss
-from .regression import huber_loss, l1_loss, mse_loss, poisson_nll_loss, smooth_l1_loss
+from .margin import hinge_embedding_loss, margin_ranking_loss, soft_margin_loss
+from .regression import gaussian_nll_loss, huber_loss, l1_loss, mse_loss, poisson_nll_loss, smooth_l1_loss
 
 __all__ = [
     "cross_entropy",
@@ -20,4 +20,6 @@ __all__ = [
     "kl_div",
     "poisson_nll_loss",
     "hinge_embedding_loss",
+    "gaussian_nll_loss",
+    "margin_ranking_loss",
 ]

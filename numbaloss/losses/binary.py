@@ -75,7 +75,7 @@ def bce_logits_grad(x, t, pw, k):
 
 
 @scalar
-def in_unit_interval(x):
+def in_unit_interval(x, t, p, k):
     """BCE's domain: ``0 <= x <= 1`` (NaN is outside, as in torch)."""
     return (x >= 0) & (x <= 1)
 

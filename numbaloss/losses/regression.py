@@ -1,4 +1,5 @@
-r"""Regression losses: ``l1_loss``, ``mse_loss``, ``smooth_l1_loss``, ``huber_loss``, ``poisson_nll_loss``.
+r"""Regression losses: ``l1_loss``, ``mse_loss``, ``smooth_l1_loss``, ``huber_loss``, ``poisson_nll_loss``,
+``gaussian_nll_loss``.
 
 Elementwise losses, each its scalar formulas and one registration with the
 elementwise template (:mod:`numbaloss.core.elementwise`), which makes their CPU
@@ -6,7 +7,8 @@ and CUDA kernels.  Formulas take ``(x, t, p, k)``: input, target, an unused
 parameter slot (1) and the scalar option ``k`` (``beta``, ``delta``, ``eps``).
 As in torch, ``input`` and ``target`` broadcast against each other (torch warns
 when their sizes differ, for the losses that warn); the input's gradient is
-summed back to its own shape.
+summed back to its own shape.  ``gaussian_nll_loss`` reads its ``var`` as the
+template's param ``p``, with a gradient of its own.
 """
 
 import math
@@ -131,6 +133,61 @@ def poisson_log_full_value(x, t, p, k):
 @scalar
 def poisson_full_value(x, t, p, k):
     return poisson_value(x, t, p, k) + _stirling(t)
+
+
+@scalar
+def _clamped(v, k):
+    """``max(var, eps)`` with NaN kept (torch's ``clamp_(min=eps)``)."""
+    eps = vm.like(k, v)
+    return eps if v < eps else v
+
+
+@scalar
+def gaussian_value(x, t, p, k):
+    """``0.5 (log v + (x - t)^2 / v)``, ``v = max(var, eps)`` (``p = var``, ``k = eps``)."""
+    v = _clamped(p, k)
+    d = x - t
+    return vm.like(0.5, x) * (vm.log(v) + d * d / v)
+
+
+@scalar
+def gaussian_full_value(x, t, p, k):
+    """The value plus ``0.5 log(2 pi)`` (``full=True``)."""
+    return gaussian_value(x, t, p, k) + vm.like(0.5 * math.log(2.0 * math.pi), x)
+
+
+@scalar
+def gaussian_grad(x, t, p, k):
+    """``(x - t) / v``."""
+    return (x - t) / _clamped(p, k)
+
+
+@scalar
+def gaussian_var_grad(x, t, p, k):
+    """``0.5 (1 / v - (x - t)^2 / v^2)`` at ``v = max(var, eps)``: torch clamps without tracking the
+    clamp, so below ``eps`` this is the formula at ``eps``, not 0."""
+    v = _clamped(p, k)
+    q = (x - t) / v
+    return vm.like(0.5, x) * (vm.like(1.0, x) / v - q * q)
+
+
+@scalar
+def var_not_negative(x, t, p, k):
+    """``var >= 0`` (NaN passes, as in torch)."""
+    return not p < vm.like(0.0, p)
+
+
+def _var_shape(input_shape, target_shape, var_shape):
+    """The shape ``var`` broadcasts as, by torch's rules: the input's shape; the input's less its last
+    dimension (then per row: ``(N,)`` on ``(N, D)`` is ``(N, 1)``, even when ``N == D``); or the
+    input's with exactly one dimension of size 1.  Anything else is torch's ValueError."""
+    if var_shape == input_shape:
+        return var_shape
+    if input_shape[:-1] == var_shape:
+        return var_shape + (1,)
+    if len(var_shape) == len(input_shape) and sum(v for i, v in zip(input_shape, var_shape) if i != v) == 1:
+        return var_shape
+    raise ValueError(f"var is of incorrect size: var of shape {var_shape}, input of shape {input_shape}")
 
 
 # ------------------------------------------------------------------ option checks
@@ -258,3 +315,52 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     """
     options = {"log_input": log_input, "full": full, "eps": eps}
     return run(poisson_nll_loss.spec, (input, target), options, reduction, return_grad, grad_output)
+
+
+@elementwise.register(
+    module="GaussianNLLLoss",
+    switches=("full",),
+    variants={
+        (False,): (gaussian_value, gaussian_grad, gaussian_var_grad),
+        (True,): (gaussian_full_value, gaussian_grad, gaussian_var_grad),
+    },
+    check=var_not_negative,
+    check_error="var has negative entry/entries",
+    check_on="param",
+    param="var",
+    roles=("input", "target", "param"),
+    param_shape=_var_shape,
+    param_float=True,
+    param_kinds="f",
+    option="eps",
+    broadcast="both",
+    arrays=("input", "target", "var"),
+    grads=("input", "var"),
+)
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean", *, return_grad=False,
+                      grad_output=None):
+    r"""Gaussian negative log likelihood, as ``torch.nn.functional.gaussian_nll_loss``.  With
+    :math:`v = \max(\mathrm{var}, \epsilon)` and :math:`d = x - t`:
+
+    .. math::
+        \ell = \tfrac12 \left(\log v + d^2 / v\right) \;[+ \tfrac12 \log 2\pi \text{ with full}],
+        \qquad
+        \frac{\partial \ell}{\partial x} = \frac{d}{v}, \quad
+        \frac{\partial \ell}{\partial \mathrm{var}} = \tfrac12 \left(\frac1v - \frac{d^2}{v^2}\right)
+
+    torch clamps ``var`` without tracking the clamp: below ``eps`` the ``var``
+    gradient is the formula at ``eps``, not 0; so is this one.  ``var`` has the
+    input's shape, the input's less its last dimension (one variance per row:
+    ``(N,)`` on ``(N, D)``, even when ``N == D``), the input's with one dimension
+    of size 1, or is a Python float (no gradient then); other shapes, a negative
+    entry and an integer ``var`` raise.  ``return_grad=True`` gives
+    ``(loss, (g_input, g_var))``, ``g_var`` of ``var``'s own shape (None for a float).
+
+    Example:
+        >>> import numpy as np, numbaloss
+        >>> numbaloss.gaussian_nll_loss(np.array([1.0, 2.0]), np.array([1.0, 0.0]), np.array([1.0, 4.0]),
+        ...                             reduction="none").round(4)
+        array([0.    , 1.1931])
+    """
+    options = {"full": full, "eps": eps}
+    return run(gaussian_nll_loss.spec, (input, target, var), options, reduction, return_grad, grad_output)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import numbaloss
+from numbaloss.bench import PAIRS
 
 dev = torch.device("cuda")
 #: The issue's workloads (float32): cross-entropy (rows, classes) and the BCE element count.
@@ -83,6 +84,13 @@ def main():
         loss, grad = getattr(numbaloss, name)(x, t, return_grad=True)
         ok &= check(f"{name} {count(n)} loss", loss, tl.detach())
         ok &= check(f"{name} {count(n)} grad", grad, xx.grad)
+    for name in ELEMENTWISE:
+        data, options = elementwise_inputs(name, BCE_N // 4)
+        loss, grads = getattr(numbaloss, name)(**data, **options, return_grad=True)
+        want, want_grads = torch_fwd_bwd(name, data, options)
+        ok &= check(f"{name} {count(BCE_N // 4)} loss", loss, want)
+        for g, arg, w in zip(grads if isinstance(grads, tuple) else (grads,), numbaloss.REGISTRY[name].grads, want_grads):
+            ok &= check(f"{name} {count(BCE_N // 4)} grad {arg}", g, w)
     print(f"\nall correct: {ok}\n")
 
     print("| workload (float32) | numbaloss ms | torch ms | speedup | GB/s | % of copy BW |\n|---|---:|---:|---:|---:|---:|")
@@ -112,6 +120,19 @@ def main():
         t_torch = cuda_time(lambda: tf(x, t))
         nbytes = 2 * n * 4
         print(f"| {name} {count(n)} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x | {nbytes / t_ours / 1e9:.0f} | {100 * nbytes / t_ours / bw:.0f}% |")
+    for name in ELEMENTWISE:  # the rest of the elementwise template's losses: forward, forward+gradient
+        n = BCE_N
+        data, options = elementwise_inputs(name, n)
+        spec = numbaloss.REGISTRY[name]
+        fn = getattr(numbaloss, name)
+        read = sum(a.numel() * 4 for a in data.values())
+        for fused in (False, True):
+            t_ours = cuda_time(lambda: fn(**data, **options, return_grad=fused))
+            t_torch = cuda_time(lambda: torch_fwd_bwd(name, data, options) if fused else getattr(F, name)(**data, **options))
+            nbytes = read + (len(spec.grads) * n * 4 if fused else 0)
+            label = f"{name}{' fwd+grad' if fused else ''} {count(n)}"
+            print(f"| {label} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x | {nbytes / t_ours / 1e9:.0f} | {100 * nbytes / t_ours / bw:.0f}% |")
+        del data
     print("\nThe cross-entropy row kernel alone (its own bandwidth, without the call's host work and small kernels):\n")
     print("| kernel (float32) | ms | GB/s | % of copy BW |\n|---|---:|---:|---:|")
     for (n, c) in CE_SHAPES:
@@ -148,6 +169,28 @@ def main():
          lambda: F.binary_cross_entropy_with_logits(sb, st)),
     ):
         print(f"| {label} | {wall_time(ours) * 1e6:.0f} | {wall_time(theirs) * 1e6:.0f} |")
+
+
+#: The other losses of the elementwise template, with inputs in their domain (numbaloss.bench's makers).
+ELEMENTWISE = list(PAIRS)
+
+
+def elementwise_inputs(name, n):
+    """``({argument name: float32 CUDA tensor}, options)`` for one loss of :data:`ELEMENTWISE`."""
+    x, t, *third = PAIRS[name](np.random.default_rng(0), n)
+    spec = numbaloss.REGISTRY[name]
+    arrays = dict(zip(spec.arrays, (x, t)), **(third[0] if third else {}))
+    data = {k: torch.from_numpy(np.asarray(v, np.float32)).to(dev) for k, v in arrays.items()}
+    return data, ({"reduction": "batchmean"} if name == "kl_div" else {})
+
+
+def torch_fwd_bwd(name, data, options):
+    """torch's loss and its gradients with respect to the arrays numbaloss returns gradients for."""
+    spec = numbaloss.REGISTRY[name]
+    args = {k: (v.detach().requires_grad_() if k in spec.grads else v) for k, v in data.items()}
+    loss = getattr(F, name)(**args, **options)
+    loss.backward()
+    return loss.detach(), [args[k].grad for k in spec.grads]
 
 
 def row_kernel_time(n, c, fused):

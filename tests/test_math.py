@@ -6,7 +6,8 @@ import pytest
 from numbaloss.core import vmath as vm
 
 
-FUNCS = {0: ("exp", np.exp), 1: ("log", np.log), 2: ("log1p", np.log1p), 3: ("exp_neg", np.exp)}
+FUNCS = {0: ("exp", np.exp), 1: ("log", np.log), 2: ("log1p", np.log1p), 3: ("exp_neg", np.exp),
+         4: ("log1p_unit", np.log1p)}
 
 
 def _apply(kind, x, out):
@@ -23,6 +24,8 @@ def _inputs(kind, dtype, rng):
     if kind == 3:
         x = -np.abs(x)
         x = x[x >= (-87.0 if dtype == np.float32 else -708.0)]  # below that exp_neg flushes to 0 by design
+    if kind == 4:  # log1p_unit's domain, [0, 1]: every 1021st float32 there, or uniform float64
+        x = x[(x >= 0) & (x <= 1)] if dtype == np.float32 else np.concatenate([rng.random(400_000), [0.0, 1.0]])
     return x
 
 
@@ -46,6 +49,7 @@ def test_special_values(dtype):
     x = np.array([-np.inf, np.inf, np.nan, 0.0, -0.0, tiny, -tiny, 1e30 if dtype == np.float32 else 1e300], dtype)
     for kind, (_, ref) in FUNCS.items():
         xs = x[x <= 0] if kind == 3 else x
+        xs = xs[np.isnan(xs) | ((xs >= 0) & (xs <= 1))] if kind == 4 else xs
         out = np.empty_like(xs)
         _apply(kind, xs, out)
         with np.errstate(all="ignore"):

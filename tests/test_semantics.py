@@ -148,11 +148,13 @@ def test_all_ignored_mean_is_nan_with_zero_grad(dtype, name):
 def test_empty_batch(dtype, name):
     x = np.zeros((0, 3), dtype)
     t = np.zeros(0, np.int64) if name in ("cross_entropy", "nll_loss") else np.zeros((0, 3), dtype)
+    rest = [np.ones((0, 3), dtype) for _ in numbaloss.REGISTRY[name].arrays[2:]]  # var, margin_ranking's target
     fn = LOSSES[name][0]
-    assert np.isnan(fn(x, t))
-    assert fn(x, t, reduction="sum") == 0
-    loss, grad = fn(x, t, reduction="none", return_grad=True)
-    assert loss.shape == t.shape and loss.dtype == dtype and grad.shape == x.shape
+    assert np.isnan(fn(x, t, *rest))
+    assert fn(x, t, *rest, reduction="sum") == 0
+    loss, grad = fn(x, t, *rest, reduction="none", return_grad=True)
+    grads = grad if isinstance(grad, tuple) else (grad,)
+    assert loss.shape == t.shape and loss.dtype == dtype and all(g.shape == x.shape for g in grads)
 
 
 @needs_torch
@@ -203,16 +205,22 @@ def test_layouts_and_inputs_untouched(name):
         t = rng.uniform(0, 1, (8, 5, 3))
         t_layouts = [t, np.asfortranarray(t), np.repeat(t, 2, axis=1)[:, ::2]]
     x = base[:, ::2, ::2]  # non-contiguous (8, 5, 3)
-    want, want_grad = ref(x, t)
+    # a third data array (var, margin_ranking's target) in the target's layouts
+    r = rng.uniform(0.5, 1.5, (8, 10, 3))[:, ::2] if len(numbaloss.REGISTRY[name].arrays) > 2 else None
+    rest = [] if r is None else [r]
+    want, want_grad = ref(x, t, *rest)
     for xs in (x, np.asfortranarray(x), np.ascontiguousarray(x)):
         for ts in t_layouts:
-            xs_copy, ts_copy = xs.copy(), ts.copy()
-            xs.flags.writeable = False  # read-only works too
-            loss, grad = fn(xs, ts, return_grad=True)
-            assert_close(loss, want, np.float64)
-            assert_close(grad, want_grad, np.float64)
-            np.testing.assert_array_equal(xs, xs_copy)
-            np.testing.assert_array_equal(ts, ts_copy)
+            for rs in ([rest] if r is None else [[r], [np.asfortranarray(r)], [np.ascontiguousarray(r)]]):
+                xs_copy, ts_copy, rs_copy = xs.copy(), ts.copy(), [a.copy() for a in rs]
+                xs.flags.writeable = False  # read-only works too
+                loss, grad = fn(xs, ts, *rs, return_grad=True)
+                assert_close(loss, want, np.float64)
+                assert_close(grad, want_grad, np.float64)
+                np.testing.assert_array_equal(xs, xs_copy)
+                np.testing.assert_array_equal(ts, ts_copy)
+                for a, c in zip(rs, rs_copy):
+                    np.testing.assert_array_equal(a, c)
 
 
 @F32_F64

@@ -45,7 +45,8 @@ def cuda_overload(func, typer, **options):
 # call ``vmath.exp``/``log``/``log1p``/``exp_neg``.  On the CPU those are the
 # branch-free polynomials (no SVML there); on the GPU libdevice's own functions
 # are fast and accurate, and the polynomials' ``np.floor`` has no CUDA lowering.
-for _f, _fn in ((vmath.exp, math.exp), (vmath.exp_neg, math.exp), (vmath.log, math.log), (vmath.log1p, math.log1p)):
+for _f, _fn in ((vmath.exp, math.exp), (vmath.exp_neg, math.exp), (vmath.log, math.log), (vmath.log1p, math.log1p),
+                 (vmath.log1p_unit, math.log1p)):
     cuda_overload(_f, vmath.by_type({"float32": _fn, "float64": _fn}))
 cuda_overload(vmath.like, vmath._like_overload)
 

@@ -24,6 +24,13 @@ Broadcast parameters are never materialised at the input's size: a kernel reads
 the parameter through its broadcast strides and expands one block at a time
 into a scratch buffer that stays in L1 (:func:`_param_block`).
 
+With a gradient, value and gradient come from one loop, and LLVM computes what
+their formulas share once.  A value must then be the same bits with and without
+the gradient (a test checks it for every loss): write a divisor that both
+formulas use as an explicit reciprocal (``gaussian_nll_loss``), since the
+``arcp`` flag lets LLVM turn shared divisions into one reciprocal only where
+both formulas are in the loop.
+
 Each loss gets its own copy of the block function, with its own qualname,
 its formulas in the copy's globals, and its code's file set to the loss's
 module: a real function, so Numba's on-disk cache finds it in a new process
@@ -224,6 +231,22 @@ def _param_block(p, pmap, lo, hi):
     return dst
 
 
+@scalar
+def _grad_scale_block(gscale, gstride, lo, n, x):
+    """The gradient scale of elements ``lo..lo+n`` in ``x``'s dtype, contiguous: the block of a
+    per-element ``gscale`` (float64), or ``n`` copies of a uniform one.  Tiny loops with no
+    formulas in them; the gradient loop then reads one contiguous array of its own width."""
+    gs = np.empty(n, x.dtype)
+    if gstride:
+        for i in range(n):
+            gs[i] = vmath.like(gscale[lo + i], x)
+    else:
+        g = vmath.like(gscale[0], x)
+        for i in range(n):
+            gs[i] = g
+    return gs
+
+
 def _block(b, x, t, tmap, w, wmap, p, pmap, k, gscale, gstride, out, grad, pgrad, partials, bad):
     """Block ``b`` of one elementwise loss (``VALUE``, ``GRAD``, ``PGRAD``, ``CHECK``: its formulas,
     bound per loss).
@@ -256,13 +279,34 @@ def _block(b, x, t, tmap, w, wmap, p, pmap, k, gscale, gstride, out, grad, pgrad
     want_out = out.size > 0
     dst = out[lo:hi] if want_out else np.empty(n, x.dtype)
     ok = True
-    for i in range(n):  # a pure map: LLVM vectorizes it with the branch-free math
-        xi = xs[i]
-        ti = ts[i]
-        pi = ps[i] if has_p else one
-        wi = ws[i] if has_w else one
-        ok &= CHECK(xi, ti, pi, k)  # noqa: F821
-        dst[i] = VALUE(xi, ti, pi, k) * wi  # noqa: F821
+    # Pure maps: LLVM vectorizes them with the branch-free math.  With a gradient, the value and
+    # the gradient come from one loop, so LLVM computes what their formulas share once (the
+    # exp(-|z|) of the softplus losses).  The gradient scale is read from a contiguous block of
+    # the input's dtype in both cases (a uniform scale expanded into L1 scratch): one gradient
+    # loop to compile, not two, and never gscale[i * gstride], a gather to LLVM, left scalar.
+    if grad is None:
+        for i in range(n):
+            xi = xs[i]
+            ti = ts[i]
+            pi = ps[i] if has_p else one
+            ok &= CHECK(xi, ti, pi, k)  # noqa: F821
+            dst[i] = VALUE(xi, ti, pi, k) * (ws[i] if has_w else one)  # noqa: F821
+    else:
+        gd = grad[lo:hi]
+        gs = _grad_scale_block(gscale, gstride, lo, n, x)
+        for i in range(n):
+            xi = xs[i]
+            ti = ts[i]
+            pi = ps[i] if has_p else one
+            wi = ws[i] if has_w else one
+            ok &= CHECK(xi, ti, pi, k)  # noqa: F821
+            dst[i] = VALUE(xi, ti, pi, k) * wi  # noqa: F821
+            gd[i] = GRAD(xi, ti, pi, k) * wi * gs[i]  # noqa: F821
+        if pgrad is not None:
+            pd = pgrad[lo:hi]
+            for i in range(n):
+                wi = ws[i] if has_w else one
+                pd[i] = PGRAD(xs[i], ts[i], ps[i], k) * wi * gs[i]  # noqa: F821
     partials[b] = 0.0 if want_out else reduce.tree_sum(dst, np.empty((n + 1) // 2))
     bad[b] = -1
     if not ok:
@@ -270,34 +314,6 @@ def _block(b, x, t, tmap, w, wmap, p, pmap, k, gscale, gstride, out, grad, pgrad
             if not CHECK(xs[i], ts[i], ps[i] if has_p else one, k):  # noqa: F821
                 bad[b] = lo + i
                 break
-    # two loops per gradient, not one reading gscale[i * gstride]: a stride unknown at compile
-    # time is a gather to LLVM, and the loop stays scalar
-    if grad is not None:
-        gd = grad[lo:hi]
-        if gstride:
-            gs = gscale[lo:hi]
-            for i in range(n):
-                pi = ps[i] if has_p else one
-                wi = ws[i] if has_w else one
-                gd[i] = GRAD(xs[i], ts[i], pi, k) * wi * vmath.like(gs[i], x)  # noqa: F821
-        else:
-            g = vmath.like(gscale[0], x)
-            for i in range(n):
-                pi = ps[i] if has_p else one
-                wi = ws[i] if has_w else one
-                gd[i] = GRAD(xs[i], ts[i], pi, k) * wi * g  # noqa: F821
-    if pgrad is not None:
-        pd = pgrad[lo:hi]
-        if gstride:
-            gs = gscale[lo:hi]
-            for i in range(n):
-                wi = ws[i] if has_w else one
-                pd[i] = PGRAD(xs[i], ts[i], ps[i], k) * wi * vmath.like(gs[i], x)  # noqa: F821
-        else:
-            g = vmath.like(gscale[0], x)
-            for i in range(n):
-                wi = ws[i] if has_w else one
-                pd[i] = PGRAD(xs[i], ts[i], ps[i], k) * wi * g  # noqa: F821
 
 
 def make_kernel(name, value, grad, param_grad, check, source_file):

@@ -13,7 +13,8 @@ subnormals, ``log(0) = -inf``, ``log(x < 0) = nan``, ``log(inf) = inf``, and NaN
 propagates.  Measured accuracy (``tests/test_math.py`` asserts it, ``python -m
 numbaloss.bench --ulp`` prints it): see the README.
 
-Use :func:`exp`, :func:`log` and :func:`log1p`; they dispatch on the argument's
+Use :func:`exp`, :func:`log`, :func:`log1p` (and :func:`log1p_unit`, :func:`exp_neg` on their
+restricted domains); they dispatch on the argument's
 dtype (float32 arithmetic stays float32, so it vectorizes twice as wide).
 """
 
@@ -100,6 +101,35 @@ def log_f32(x):
     r = np.float32(np.nan) if x < np.float32(0.0) else r
     r = x if x == np.float32(np.inf) else r
     return x if x != x else r
+
+
+@scalar
+def log1p_unit_f32(e):
+    """``log(1 + e)`` for float32 ``e`` in [0, 1] (the softplus ``log(1 + exp(-|z|))``), NaN propagating.
+
+    :func:`log_f32`'s polynomial without its range reduction: ``1 + e`` is in [1, 2],
+    so the reduced argument is ``f = e`` (exponent 0) or ``f = (e - 1) / 2``
+    (exponent 1, where ``1 + e >= sqrt 2``), both exact (Sterbenz), so no rounding of
+    ``1 + e`` is ever made and no bit manipulation, special-value select or division
+    is needed.  About half the work of :func:`log1p`.
+    """
+    big = e >= np.float32(0.41421356237309504880)
+    f = (e - np.float32(1.0)) * np.float32(0.5) if big else e
+    fe = np.float32(1.0) if big else np.float32(0.0)
+    z = f * f
+    y = np.float32(7.0376836292e-2)
+    y = y * f - np.float32(1.1514610310e-1)
+    y = y * f + np.float32(1.1676998740e-1)
+    y = y * f - np.float32(1.2420140846e-1)
+    y = y * f + np.float32(1.4249322787e-1)
+    y = y * f - np.float32(1.6668057665e-1)
+    y = y * f + np.float32(2.0000714765e-1)
+    y = y * f - np.float32(2.4999993993e-1)
+    y = y * f + np.float32(3.3333331174e-1)
+    y = y * f * z
+    y = y + fe * np.float32(_LN2_LO)
+    y = y - np.float32(0.5) * z
+    return f + y + fe * np.float32(_LN2_HI)
 
 
 @scalar
@@ -270,6 +300,12 @@ def log1p(x):
     return np.log1p(x)
 
 
+def log1p_unit(x):
+    """``log(1 + x)`` for ``x`` in [0, 1] (``x = exp(-|z|)``: softplus); :func:`log1p_unit_f32` for
+    float32, :func:`log1p` for float64."""
+    return np.log1p(x)
+
+
 overload(exp)(by_type({"float32": exp_f32, "float64": exp_f64}))
 overload(exp_neg)(by_type({"float32": exp_neg_f32, "float64": exp_neg_f64}))
 overload(log)(by_type({"float32": log_f32, "float64": log_f64}))
@@ -295,6 +331,17 @@ def _log1p_overload(x):
     return impl
 
 
+@overload(log1p_unit)
+def _log1p_unit_overload(x):
+    from numba.core import types
+
+    if x == types.float32:
+        return lambda x: log1p_unit_f32(x)
+    if isinstance(x, types.Float):
+        return lambda x: log1p(x)
+    return None
+
+
 def like(value, x):
     """``value`` as a constant of the float type of ``x`` (a scalar or an array).
 
@@ -315,7 +362,7 @@ def _like_overload(value, x):
 
 
 # ------------------------------------------------------- accuracy measurement
-_NAMES = ("exp", "log", "log1p", "exp_neg")
+_NAMES = ("exp", "log", "log1p", "exp_neg", "log1p_unit")
 
 
 @kernel
@@ -327,12 +374,14 @@ def _evaluate(which, a, out):
             out[i] = log(a[i])
         elif which == 2:
             out[i] = log1p(a[i])
-        else:
+        elif which == 3:
             out[i] = exp_neg(a[i])
+        else:
+            out[i] = log1p_unit(a[i])
 
 
 def evaluate(name, x):
-    """``name`` ("exp", "log", "log1p" or "exp_neg") applied to ``x`` by compiled code, as the kernels see it."""
+    """``name`` ("exp", "log", "log1p", "exp_neg" or "log1p_unit") applied to ``x`` by compiled code, as the kernels see it."""
     out = np.empty_like(x)
     _evaluate(_NAMES.index(name), x, out, work=x.size)
     return out

@@ -38,7 +38,7 @@ def bce_grad(x, t, p, k):
 def _softplus_parts(x):
     """``(log(1 + e), 1 / (1 + e), e)`` with ``e = exp(-|x|) <= 1``: never overflows."""
     e = vm.exp(-abs(x))
-    return vm.log1p(e), vm.like(1.0, x) / (vm.like(1.0, x) + e), e
+    return vm.log1p_unit(e), vm.like(1.0, x) / (vm.like(1.0, x) + e), e
 
 
 @scalar

@@ -18,7 +18,7 @@ def soft_margin_value(x, t, p, k):
     z = -t * x
     zero = vm.like(0.0, x)
     pos = z if z > zero else zero
-    return pos + vm.log1p(vm.exp(-abs(z)))
+    return pos + vm.log1p_unit(vm.exp(-abs(z)))
 
 
 @scalar

@@ -142,12 +142,17 @@ def _clamped(v, k):
     return eps if v < eps else v
 
 
+# One explicit reciprocal r = 1 / v in every formula, not divisions by v: with the ``arcp`` flag LLVM
+# turns divisions sharing a divisor into one reciprocal and products, and in the template's fused
+# value-and-gradient loop the divisions of both formulas would share it, so the value would round
+# differently with and without the gradient.  Written this way it is the same bits either way.
 @scalar
 def gaussian_value(x, t, p, k):
     """``0.5 (log v + (x - t)^2 / v)``, ``v = max(var, eps)`` (``p = var``, ``k = eps``)."""
     v = _clamped(p, k)
+    r = vm.like(1.0, x) / v
     d = x - t
-    return vm.like(0.5, x) * (vm.log(v) + d * d / v)
+    return vm.like(0.5, x) * (vm.log(v) + d * d * r)
 
 
 @scalar
@@ -159,16 +164,16 @@ def gaussian_full_value(x, t, p, k):
 @scalar
 def gaussian_grad(x, t, p, k):
     """``(x - t) / v``."""
-    return (x - t) / _clamped(p, k)
+    return (x - t) * (vm.like(1.0, x) / _clamped(p, k))
 
 
 @scalar
 def gaussian_var_grad(x, t, p, k):
     """``0.5 (1 / v - (x - t)^2 / v^2)`` at ``v = max(var, eps)``: torch clamps without tracking the
     clamp, so below ``eps`` this is the formula at ``eps``, not 0."""
-    v = _clamped(p, k)
-    q = (x - t) / v
-    return vm.like(0.5, x) * (vm.like(1.0, x) / v - q * q)
+    r = vm.like(1.0, x) / _clamped(p, k)
+    q = (x - t) * r
+    return vm.like(0.5, x) * (r - q * q)
 
 
 @scalar

@@ -116,9 +116,13 @@ def _workloads(quick):
     def ew(name):  # the elementwise template: the value formula, the pairwise sum, the gradient formula
         def ops(simd, fused):
             f = numbaloss.REGISTRY[name].family
-            grads = [f.grad] + ([f.param_grad] if f.param_grad is not None else [])
-            grad = sum(roofline.formula_ops(g, simd) for g in grads) if fused else 0.0
-            return roofline.formula_ops(f.value, simd) + roofline.loops_ops(reduce.tree_sum, simd) + grad
+            p = f.data_param
+            sums = roofline.loops_ops(reduce.tree_sum, simd)
+            if not fused:
+                return roofline.formula_ops(f.value, simd, with_param=p) + sums
+            # the fused loop (value and gradient: shared work counted once), then the param's gradient loop
+            pgrad = roofline.formula_ops(f.param_grad, simd, with_param=p) if f.param_grad is not None else 0.0
+            return roofline.formula_ops((f.value, f.grad), simd, with_param=p) + sums + pgrad
 
         return ops
 
@@ -366,13 +370,18 @@ def ulp_table():
     f32 = np.arange(0, 2**32, 97, dtype=np.uint64).astype(np.uint32).view(np.float32)
     f32 = f32[np.isfinite(f32)]
     lines = ["| function | dtype | inputs | max ulp | mean ulp | special values |", "|---|---|---:|---:|---:|---|"]
-    for kind, (fn, ref) in enumerate((("exp", np.exp), ("log", np.log), ("log1p", np.log1p), ("exp_neg", np.exp))):
-        name = fn if kind < 3 else "exp_neg (x <= 0)"
+    funcs = (("exp", np.exp), ("log", np.log), ("log1p", np.log1p), ("exp_neg", np.exp), ("log1p_unit", np.log1p))
+    for kind, (fn, ref) in enumerate(funcs):
+        name = {3: "exp_neg (x <= 0)", 4: "log1p_unit (0 <= x <= 1)"}.get(kind, fn)
         for dtype in (np.float32, np.float64):
             if dtype == np.float32:
                 x = f32
                 if kind == 3:
                     x = x[(x <= 0) & (x >= -87)]
+                if kind == 4:
+                    x = x[(x >= 0) & (x <= 1)]
+            elif kind == 4:
+                x = rng.random(2_000_000)
             else:
                 x = rng.standard_normal(2_000_000) * 300 if kind in (0, 3) else np.exp(rng.uniform(-700, 700, 2_000_000))
                 if kind == 3:
@@ -387,8 +396,8 @@ def ulp_table():
             so = vmath.evaluate(fn, special)
             with np.errstate(all="ignore"):
                 sr = ref(special.astype(np.float64)).astype(dtype)
-            if kind == 3:
-                keep = special <= 0
+            if kind >= 3:  # the restricted domains
+                keep = (special <= 0) if kind == 3 else np.isnan(special) | ((special >= 0) & (special <= 1))
                 so, sr = so[keep], sr[keep]
             same = np.array_equal(so, sr, equal_nan=True)
             ref_name = "float64 rounded to float32" if dtype == np.float32 else "libm (itself <= 1 ulp)"

@@ -207,23 +207,36 @@ def loops_ops(kernel, simd_bits):
     return total
 
 
-def formula_ops(formula, simd_bits, dtype=np.float32, n_args=4):
-    """Vector instructions per element of ``out[i] = formula(a[i], b[i], 1, 0)``: one elementwise
-    formula ``(x, t, p, k)`` on its own, as the elementwise template's loops run it (a function
-    with several loop variants, of which one runs, cannot be counted whole)."""
+def formula_ops(formula, simd_bits, dtype=np.float32, n_args=4, with_param=False):
+    """Vector instructions per element of ``formula(a[i], b[i], p, k)`` (``(x, t, p, k)``, as the
+    elementwise template's loops run it; ``k`` a run-time value, ``p`` read from an array with
+    ``with_param`` (a data param: var, input2) or the constant 1 as for a loss without one).  A
+    tuple of formulas (value, gradient...) runs in one loop, each to its own output, as the
+    template's fused loop: what they share is counted once.  A function with several loop
+    variants, of which one runs, cannot be counted whole: this counts the formulas on their own."""
+    fs = formula if isinstance(formula, tuple) else (formula,)
     one = dtype(1.0)
+    if n_args != 4:
+        f0 = fs[0]
 
-    if n_args == 4:
-        def probe(a, b, out):
+        def probe(a, b, c, k, o0, o1, o2):
             for i in range(a.size):
-                out[i] = formula(a[i], b[i], one, 0.0)
+                o0[i] = f0(a[i], b[i])
     else:
-        def probe(a, b, out):
+        f0, f1, f2 = (fs + (fs[0],) * 2)[:3]
+        n = len(fs)
+
+        def probe(a, b, c, k, o0, o1, o2):
             for i in range(a.size):
-                out[i] = formula(a[i], b[i])
+                p = c[i] if with_param else one
+                o0[i] = f0(a[i], b[i], p, k)
+                if n > 1:
+                    o1[i] = f1(a[i], b[i], p, k)
+                if n > 2:
+                    o2[i] = f2(a[i], b[i], p, k)
     fn = numba.njit(fastmath=set(FASTMATH), error_model="numpy")(probe)
     a = np.full(64, 0.5, dtype)
-    fn(a, a, np.empty_like(a))
+    fn(a, a, a, 0.5, np.empty_like(a), np.empty_like(a), np.empty_like(a))
     return loops_ops(fn, simd_bits)
 
 

@@ -25,18 +25,25 @@ from .validate import broadcast_shape, float_dtype
 
 
 @cuda.jit(device=True)
+def map_offset(i, m, at):
+    """The offset of flat index ``i`` through the map at ``m[at:]``: ``[nd, sizes..., strides...]``
+    (a broadcast parameter's ``pmap``; each part of :func:`sum_map`)."""
+    nd = m[at]
+    off = 0
+    r = i
+    for d in range(nd - 1, -1, -1):
+        n = m[at + 1 + d]
+        off += (r % n) * m[at + 1 + nd + d]
+        r //= n
+    return off
+
+
+@cuda.jit(device=True)
 def param_at(p, pmap, i):
     """The broadcast parameter's value at flat input position ``i`` (``p[i]`` when ``pmap`` is empty)."""
     if pmap.size == 0:
         return p[i]
-    nd = pmap[0]
-    off = 0
-    r = i
-    for d in range(nd - 1, -1, -1):
-        n = pmap[1 + d]
-        off += (r % n) * pmap[1 + nd + d]
-        r //= n
-    return p[off]
+    return p[map_offset(i, pmap, 0)]
 
 
 def _make_kernel(value, grad, param_grad, check):
@@ -139,27 +146,14 @@ def sum_to_param_kernel(g, out, rmap):
     o = cuda.grid(1)
     if o >= out.size:
         return
-    nk = rmap[0]
-    base = 0
-    r = o
-    for d in range(nk - 1, -1, -1):
-        n = rmap[1 + d]
-        base += (r % n) * rmap[1 + nk + d]
-        r //= n
-    q = 1 + 2 * nk
-    nr = rmap[q]
+    base = map_offset(o, rmap, 0)
+    q = 1 + 2 * rmap[0]  # where the broadcast dimensions' part starts
     count = 1
-    for d in range(nr):
+    for d in range(rmap[q]):
         count *= rmap[q + 1 + d]
     acc = 0.0
     for j in range(count):
-        off = base
-        r = j
-        for d in range(nr - 1, -1, -1):
-            n = rmap[q + 1 + d]
-            off += (r % n) * rmap[q + 1 + nr + d]
-            r //= n
-        acc += g[off]
+        acc += g[base + map_offset(j, rmap, q)]
     out[o] = acc
 
 

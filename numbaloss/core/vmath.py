@@ -69,53 +69,9 @@ def exp_f32(x):
 
 
 @scalar
-def log_f32(x):
-    """Natural log for float32 ``x``."""
-    tiny = x < np.float32(1.1754943508222875e-38)  # subnormal (or zero/negative): rescale by 2**25
-    xs = x * np.float32(33554432.0) if tiny else x
-    bits = np.float32(xs).view(np.int32)
-    shift = np.int32(25) if tiny else np.int32(0)
-    e = ((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(126) - shift
-    m = np.int32((bits & np.int32(-2139095041)) | np.int32(0x3F000000)).view(np.float32)  # mantissa in [0.5, 1)
-    small = m < np.float32(0.70710678118654752440)
-    one = np.int32(1) if small else np.int32(0)
-    e = e - one
-    mm = m + m if small else m
-    f = mm - np.float32(1.0)
-    z = f * f
-    y = np.float32(7.0376836292e-2)
-    y = y * f - np.float32(1.1514610310e-1)
-    y = y * f + np.float32(1.1676998740e-1)
-    y = y * f - np.float32(1.2420140846e-1)
-    y = y * f + np.float32(1.4249322787e-1)
-    y = y * f - np.float32(1.6668057665e-1)
-    y = y * f + np.float32(2.0000714765e-1)
-    y = y * f - np.float32(2.4999993993e-1)
-    y = y * f + np.float32(3.3333331174e-1)
-    y = y * f * z
-    fe = np.float32(e)
-    y = y + fe * np.float32(_LN2_LO)
-    y = y - np.float32(0.5) * z
-    r = f + y + fe * np.float32(_LN2_HI)
-    r = np.float32(-np.inf) if x == np.float32(0.0) else r
-    r = np.float32(np.nan) if x < np.float32(0.0) else r
-    r = x if x == np.float32(np.inf) else r
-    return x if x != x else r
-
-
-@scalar
-def log1p_unit_f32(e):
-    """``log(1 + e)`` for float32 ``e`` in [0, 1] (the softplus ``log(1 + exp(-|z|))``), NaN propagating.
-
-    :func:`log_f32`'s polynomial without its range reduction: ``1 + e`` is in [1, 2],
-    so the reduced argument is ``f = e`` (exponent 0) or ``f = (e - 1) / 2``
-    (exponent 1, where ``1 + e >= sqrt 2``), both exact (Sterbenz), so no rounding of
-    ``1 + e`` is ever made and no bit manipulation, special-value select or division
-    is needed.  About half the work of :func:`log1p`.
-    """
-    big = e >= np.float32(0.41421356237309504880)
-    f = (e - np.float32(1.0)) * np.float32(0.5) if big else e
-    fe = np.float32(1.0) if big else np.float32(0.0)
+def _log_reduced_f32(f, fe):
+    """``log((1 + f) 2**fe)`` for a reduced ``f`` in [sqrt(1/2) - 1, sqrt 2 - 1]: Cephes' degree-9
+    polynomial and ``fe ln 2`` split in two (shared by :func:`log_f32` and :func:`log1p_unit_f32`)."""
     z = f * f
     y = np.float32(7.0376836292e-2)
     y = y * f - np.float32(1.1514610310e-1)
@@ -130,6 +86,43 @@ def log1p_unit_f32(e):
     y = y + fe * np.float32(_LN2_LO)
     y = y - np.float32(0.5) * z
     return f + y + fe * np.float32(_LN2_HI)
+
+
+@scalar
+def log_f32(x):
+    """Natural log for float32 ``x``."""
+    tiny = x < np.float32(1.1754943508222875e-38)  # subnormal (or zero/negative): rescale by 2**25
+    xs = x * np.float32(33554432.0) if tiny else x
+    bits = np.float32(xs).view(np.int32)
+    shift = np.int32(25) if tiny else np.int32(0)
+    e = ((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(126) - shift
+    m = np.int32((bits & np.int32(-2139095041)) | np.int32(0x3F000000)).view(np.float32)  # mantissa in [0.5, 1)
+    small = m < np.float32(0.70710678118654752440)
+    one = np.int32(1) if small else np.int32(0)
+    e = e - one
+    mm = m + m if small else m
+    f = mm - np.float32(1.0)
+    r = _log_reduced_f32(f, np.float32(e))
+    r = np.float32(-np.inf) if x == np.float32(0.0) else r
+    r = np.float32(np.nan) if x < np.float32(0.0) else r
+    r = x if x == np.float32(np.inf) else r
+    return x if x != x else r
+
+
+@scalar
+def log1p_unit_f32(e):
+    """``log(1 + e)`` for float32 ``e`` in [0, 1] (the softplus ``log(1 + exp(-|z|))``), NaN propagating.
+
+    :func:`log_f32`'s polynomial (:func:`_log_reduced_f32`) without its range reduction: ``1 + e`` is in [1, 2],
+    so the reduced argument is ``f = e`` (exponent 0) or ``f = (e - 1) / 2``
+    (exponent 1, where ``1 + e >= sqrt 2``), both exact (Sterbenz), so no rounding of
+    ``1 + e`` is ever made and no bit manipulation, special-value select or division
+    is needed.  About half the work of :func:`log1p`.
+    """
+    big = e >= np.float32(0.41421356237309504880)
+    f = (e - np.float32(1.0)) * np.float32(0.5) if big else e
+    fe = np.float32(1.0) if big else np.float32(0.0)
+    return _log_reduced_f32(f, fe)
 
 
 @scalar

@@ -24,12 +24,13 @@ Broadcast parameters are never materialised at the input's size: a kernel reads
 the parameter through its broadcast strides and expands one block at a time
 into a scratch buffer that stays in L1 (:func:`_param_block`).
 
-With a gradient, value and gradient come from one loop, and LLVM computes what
-their formulas share once.  A value must then be the same bits with and without
-the gradient (a test checks it for every loss): write a divisor that both
-formulas use as an explicit reciprocal (``gaussian_nll_loss``), since the
-``arcp`` flag lets LLVM turn shared divisions into one reciprocal only where
-both formulas are in the loop.
+With a gradient, value and gradient come from one loop: one pass over the
+block's data instead of two.  (LLVM does not merge the calls both formulas make,
+an ``exp(-|z|)`` say: ``roofline.formula_ops`` counts two.)  A value must be the
+same bits with and without the gradient (a test checks it for every loss):
+write a divisor that both formulas use as an explicit reciprocal
+(``gaussian_nll_loss``), since the ``arcp`` flag lets LLVM turn divisions by one
+divisor into one reciprocal only where both formulas are in the loop.
 
 Each loss gets its own copy of the block function, with its own qualname,
 its formulas in the copy's globals, and its code's file set to the loss's
@@ -280,8 +281,8 @@ def _block(b, x, t, tmap, w, wmap, p, pmap, k, gscale, gstride, out, grad, pgrad
     dst = out[lo:hi] if want_out else np.empty(n, x.dtype)
     ok = True
     # Pure maps: LLVM vectorizes them with the branch-free math.  With a gradient, the value and
-    # the gradient come from one loop, so LLVM computes what their formulas share once (the
-    # exp(-|z|) of the softplus losses).  The gradient scale is read from a contiguous block of
+    # the gradient come from one loop (one pass over the block's data; the exp two formulas
+    # both compute is still computed twice).  The gradient scale is read from a contiguous block of
     # the input's dtype in both cases (a uniform scale expanded into L1 scratch): one gradient
     # loop to compile, not two, and never gscale[i * gstride], a gather to LLVM, left scalar.
     if grad is None:

@@ -85,8 +85,7 @@ def run_torch(name, x, target, kwargs, grad_output=None):
     loss = getattr(F, name)(xt, tt, **kw)
     go = torch.ones_like(loss) if grad_output is None else torch.as_tensor(np.asarray(grad_output, x.dtype)).expand_as(loss)
     loss.backward(go)
-    by_name = dict(zip(spec.arrays, [xt, tt] + [kw.get(k) for k in spec.arrays[2:]]))
-    grads = tuple(by_name[g].grad.numpy() if isinstance(by_name[g], torch.Tensor) else None for g in spec.grads)
+    grads = tuple(a.grad.numpy() if isinstance(a, torch.Tensor) else None for a in grad_args(name, xt, tt, kw))
     return loss.detach().numpy(), (grads[0] if len(grads) == 1 else grads)
 
 

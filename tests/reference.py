@@ -144,6 +144,13 @@ def binary_cross_entropy_with_logits(x, target, weight=None, reduction="mean", p
 
 
 # --------------------------------------------------------------- elementwise losses
+def _sum_to(g, shape):
+    """``g`` summed over the dimensions it was broadcast along, back to ``shape``."""
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
+    return (g.sum(axis=axes, keepdims=True) if axes else g).reshape(shape)
+
+
 def _pairwise(x, target, grad_output, reduction, per, dper, denominator=None, weight=None):
     """Reduce ``per`` (the loss at the broadcast shape) and sum ``g * dper`` back to the input's shape
     (torch's ``broadcast_tensors`` semantics).  ``denominator``: what ``mean`` divides by."""
@@ -155,10 +162,7 @@ def _pairwise(x, target, grad_output, reduction, per, dper, denominator=None, we
     g = _scale(reduction, grad_output, n, shape)
     with np.errstate(invalid="ignore"):
         grad = g * dper
-    lead = grad.ndim - x.ndim
-    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(x.shape) if s == 1 and grad.shape[lead + i] != 1)
-    grad = grad.sum(axis=axes, keepdims=True).reshape(x.shape) if axes else grad.reshape(x.shape)
-    return _reduce(per, reduction, n), grad
+    return _reduce(per, reduction, n), _sum_to(grad, x.shape)
 
 
 def _xt(x, target):
@@ -253,13 +257,6 @@ def hinge_embedding_loss(x, target, margin=1.0, reduction="mean", grad_output=No
         per = np.where(tb != -1, xb, 0.0) + np.where(tb != 1, np.where(v < 0, 0.0, v), 0.0)
         dper = (tb != -1).astype(float) - ((tb != 1) & (v >= 0)).astype(float)
     return _pairwise(x, target, grad_output, reduction, per, dper)
-
-
-def _sum_to(g, shape):
-    """``g`` summed over the dimensions it was broadcast along, back to ``shape``."""
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
-    return (g.sum(axis=axes, keepdims=True) if axes else g).reshape(shape)
 
 
 def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean", grad_output=None):

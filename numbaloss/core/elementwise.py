@@ -355,13 +355,14 @@ def host_param_block(p, name, dtype, shape):
 
 
 def data_param(f, p, input_shape, target_shape):
-    """A data param (``input2``, ``var``) as ``(array or Python float, the shape it broadcasts as)``,
-    with torch's checks: a Python float where the family takes one (negative: ValueError; no
-    gradient), else an array whose shape the family's ``param_shape`` accepts."""
+    """A data param (``input2``, ``var``) as ``(array, the shape it broadcasts as, its own shape,
+    whether it gets a gradient)``, with torch's checks: a Python float where the family takes one
+    (negative: ValueError; a 0-d array without gradient), else an array whose shape the family's
+    ``param_shape`` accepts."""
     if f.param_float and isinstance(p, float):
         if p < 0:  # torch checks the float at once (an array is checked in the kernel)
             raise ValueError(f"{f.param} has negative entry/entries")
-        return np.asarray(p), ()
+        return np.asarray(p), (), (), False
     if not is_device_array(p):
         if isinstance(p, (bool, int, complex, str, bytes)) or not hasattr(p, "__array__"):
             kinds = "an array or a float" if f.param_float else "an array"
@@ -370,10 +371,9 @@ def data_param(f, p, input_shape, target_shape):
     if np.dtype(p.dtype).kind not in f.param_kinds:
         raise TypeError(f"{f.param} must be a floating-point array, got {np.dtype(p.dtype)}" if f.param_kinds == "f"
                         else f"{f.param} must be a real numeric array, got {np.dtype(p.dtype)}")
-    p_shape = tuple(p.shape)
-    if f.param_shape is not None:
-        p_shape = tuple(f.param_shape(tuple(input_shape), tuple(target_shape), p_shape))
-    return p, p_shape
+    own = tuple(p.shape)
+    p_shape = own if f.param_shape is None else tuple(f.param_shape(tuple(input_shape), tuple(target_shape), own))
+    return p, p_shape, own, f.param_grad is not None
 
 
 def run_cpu(spec, *arrays, reduction, return_grad, grad_output, **options):
@@ -390,11 +390,11 @@ def run_cpu(spec, *arrays, reduction, return_grad, grad_output, **options):
     in_shape = x.shape
     w, p, k = f.options_of(options)
     p_shape = p_own_shape = None
+    want_pgrad = False
     if f.data_param:
-        p, p_shape = data_param(f, data["param"], in_shape, t.shape)
-        p = host_param(p, f.param, dtype)
-        p_own_shape = p.shape
-        p = p.reshape(p_shape)
+        p, p_shape, p_own_shape, want_pgrad = data_param(f, data["param"], in_shape, t.shape)
+        p = host_param(p, f.param, dtype).reshape(p_shape)
+        want_pgrad = want_pgrad and return_grad
     shape = f.shapes(in_shape, t.shape, p_shape)
     if shape != in_shape:  # torch broadcasts the input too (and warns): rare, so it is expanded here
         x = np.broadcast_to(x, shape)
@@ -410,8 +410,6 @@ def run_cpu(spec, *arrays, reduction, return_grad, grad_output, **options):
     red = "mean" if reduction == "batchmean" else reduction
     out = np.empty(m if red == "none" else 0, dtype)
     grad = np.empty(m, dtype) if return_grad else None
-    # a data param's gradient, unless it is a Python float (gaussian_nll's var = 0.5: none, as torch)
-    want_pgrad = return_grad and f.param_grad is not None and not isinstance(data.get("param"), float)
     pgrad = np.empty(m, dtype) if want_pgrad else None
     nb = reduce.n_blocks(m)
     partials = np.empty(nb)

@@ -180,11 +180,10 @@ def run(spec, *arrays, reduction, return_grad, grad_output, **options):
     dtype = float_dtype(x.dtype)
     w, p, k = f.options_of(options)
     p_shape = p_own_shape = None
-    if f.data_param:
-        p, p_shape = data_param(f, data["param"], x.shape, t.shape)
-        p_own_shape = tuple(np.shape(p)) if not is_device_array(p) else tuple(p.shape)
-        if not is_device_array(p):
-            p = np.asarray(p, dtype)
+    want_pgrad = False
+    if f.data_param:  # a host data param (a float var) is copied once by _param
+        p, p_shape, p_own_shape, want_pgrad = data_param(f, data["param"], x.shape, t.shape)
+        want_pgrad = want_pgrad and return_grad
     shape = f.shapes(x.shape, t.shape, p_shape)
     if shape != tuple(x.shape):
         raise ValueError(f"input of shape {tuple(x.shape)} broadcast to {shape} by the other arrays: on the device, "
@@ -208,7 +207,6 @@ def run(spec, *arrays, reduction, return_grad, grad_output, **options):
     gscale, g0 = device_grad_scale(call, red, grad_output, shape, return_grad)
     out = call.empty(m, dtype) if red == "none" else call.nothing(dtype)
     grad = call.empty(m, dtype) if return_grad else call.nothing(dtype)
-    want_pgrad = return_grad and f.param_grad is not None and not isinstance(data.get("param"), float)
     pgrad = call.empty(m, dtype) if want_pgrad else call.nothing(dtype)
     nb = grid_blocks(m, CHUNK)
     part = call.empty(nb, np.float64)

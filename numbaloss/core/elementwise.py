@@ -382,11 +382,12 @@ def run_cpu(spec, *arrays, reduction, return_grad, grad_output, **options):
     if f.precheck is not None:
         f.precheck(options, reduction)
     data = dict(zip(f.roles, arrays))
-    x = host_array(data["input"], "input")
-    t = host_array(data["target"], "target")
-    dtype = float_dtype(x.dtype)
+    names = dict(zip(f.roles, spec.arrays))  # errors name the caller's argument (margin_ranking's input1)
+    x = host_array(data["input"], names["input"])
+    t = host_array(data["target"], names["target"])
+    dtype = float_dtype(x.dtype, names["input"])
     if t.dtype.kind not in "biuf":
-        raise TypeError(f"target must be a real numeric array, got {t.dtype}")
+        raise TypeError(f"{names['target']} must be a real numeric array, got {t.dtype}")
     in_shape = x.shape
     w, p, k = f.options_of(options)
     p_shape = p_own_shape = None

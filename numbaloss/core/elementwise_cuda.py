@@ -175,9 +175,10 @@ def run(spec, *arrays, reduction, return_grad, grad_output, **options):
     data = dict(zip(f.roles, arrays))
     input, target = data["input"], data["target"]
     call = cuda_host.Call(input)
-    x = call.input(input, "input")
-    t = call.input(target, "target")
-    dtype = float_dtype(x.dtype)
+    names = dict(zip(f.roles, spec.arrays))  # errors name the caller's argument (margin_ranking's input1)
+    x = call.input(input, names["input"])
+    t = call.input(target, names["target"])
+    dtype = float_dtype(x.dtype, names["input"])
     w, p, k = f.options_of(options)
     p_shape = p_own_shape = None
     want_pgrad = False

@@ -18,6 +18,8 @@ dev = torch.device("cuda")
 #: The issue's workloads (float32): cross-entropy (rows, classes) and the BCE element count.
 CE_SHAPES = ((8192, 32000), (4096, 128000))
 BCE_N = 1 << 26
+#: The row losses' workloads (rows, row length), as in the CPU issue.
+ROW_SHAPES = {"multilabel_soft_margin_loss": (16384, 1000), "cosine_embedding_loss": (65536, 512)}
 COPY_N = 1 << 28
 #: Timed repeats per measurement (the best is kept).
 REPEATS = 20
@@ -91,6 +93,13 @@ def main():
         ok &= check(f"{name} {count(BCE_N // 4)} loss", loss, want)
         for g, arg, w in zip(grads if isinstance(grads, tuple) else (grads,), numbaloss.REGISTRY[name].grads, want_grads):
             ok &= check(f"{name} {count(BCE_N // 4)} grad {arg}", g, w)
+    for name, (rows, cols) in ROW_SHAPES.items():
+        data = row_inputs(name, rows, cols)
+        loss, grads = getattr(numbaloss, name)(**data, return_grad=True)
+        want, want_grads = torch_fwd_bwd(name, data, {})
+        ok &= check(f"{name} {rows}x{cols} loss", loss, want)
+        for g, arg, w in zip(grads if isinstance(grads, tuple) else (grads,), numbaloss.REGISTRY[name].grads, want_grads):
+            ok &= check(f"{name} {rows}x{cols} grad {arg}", g, w)
     print(f"\nall correct: {ok}\n")
 
     print("| workload (float32) | numbaloss ms | torch ms | speedup | GB/s | % of copy BW |\n|---|---:|---:|---:|---:|---:|")
@@ -131,6 +140,18 @@ def main():
             t_torch = cuda_time(lambda: torch_fwd_bwd(name, data, options) if fused else getattr(F, name)(**data, **options))
             nbytes = read + (len(spec.grads) * n * 4 if fused else 0)
             label = f"{name}{' fwd+grad' if fused else ''} {count(n)}"
+            print(f"| {label} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x | {nbytes / t_ours / 1e9:.0f} | {100 * nbytes / t_ours / bw:.0f}% |")
+        del data
+    for name, (rows, cols) in ROW_SHAPES.items():  # the row losses: forward, forward+gradient
+        data = row_inputs(name, rows, cols)
+        spec = numbaloss.REGISTRY[name]
+        fn = getattr(numbaloss, name)
+        read = sum(a.numel() * a.element_size() for a in data.values())
+        for fused in (False, True):
+            t_ours = cuda_time(lambda: fn(**data, return_grad=fused))
+            t_torch = cuda_time(lambda: torch_fwd_bwd(name, data, {}) if fused else getattr(F, name)(**data))
+            nbytes = read + (len(spec.grads) * rows * cols * 4 if fused else 0)
+            label = f"{name}{' fwd+grad' if fused else ''} {rows}x{cols}"
             print(f"| {label} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x | {nbytes / t_ours / 1e9:.0f} | {100 * nbytes / t_ours / bw:.0f}% |")
         del data
     print("\nThe cross-entropy row kernel alone (its own bandwidth, without the call's host work and small kernels):\n")
@@ -182,6 +203,20 @@ def elementwise_inputs(name, n):
     arrays = dict(zip(spec.arrays, (x, t)), **(third[0] if third else {}))
     data = {k: torch.from_numpy(np.asarray(v, np.float32)).to(dev) for k, v in arrays.items()}
     return data, ({"reduction": "batchmean"} if name == "kl_div" else {})
+
+
+def row_inputs(name, rows, cols):
+    """``{argument name: float32 CUDA tensor}`` for a row loss: reals, 0/1 labels or one 1/-1 label per row
+    (the registry's ``family`` says which)."""
+    spec = numbaloss.REGISTRY[name]
+    kinds = dict(spec.family.values)
+    data = {}
+    for a in spec.arrays:
+        shape = (rows,) if a in spec.family.per_row else (rows, cols)
+        kind = kinds.get(a, "reals")
+        v = torch.randn(shape, device=dev)
+        data[a] = (v > 0.5).float() if kind == "labels" else (torch.sign(v) if kind == "signs" else v)
+    return data
 
 
 def torch_fwd_bwd(name, data, options):

@@ -30,6 +30,7 @@ from numbaloss import roofline
 from numbaloss.core import reduce, vmath
 from numbaloss.core.jit import scalar
 from numbaloss.core.elementwise import Elementwise, no_check
+from numbaloss.core.rows import Rows
 
 try:
     import torch
@@ -141,6 +142,23 @@ def _workloads(quick):
     def gathers(simd, fused):  # nll_loss reads one logit per row: no vector loops
         return 0.0
 
+    def row_loss(rows, cols, per_row=None):  # a row loss: the input, a second array of its shape, a label per row
+        def make(rng):
+            x = rng.standard_normal((rows, cols), dtype=np.float32)
+            if per_row is None:  # multi-label 0/1 targets
+                return x, (rng.random((rows, cols)) < 0.3).astype(np.float32), {}
+            return x, rng.standard_normal((rows, cols), dtype=np.float32), {per_row: np.sign(rng.random(rows) - 0.5)}
+
+        return make
+
+    def row_kernel(module, kernel):  # every vector loop of the loss's block function (the call's signature)
+        def ops(simd, fused):
+            import importlib
+
+            return roofline.loops_ops(getattr(importlib.import_module(f"numbaloss.losses.{module}"), kernel), simd)
+
+        return ops
+
     big = (8192 // k, 32000)
     e = 24 - (3 if quick else 0)
     bce, bcel = "binary_cross_entropy", "binary_cross_entropy_with_logits"
@@ -157,6 +175,16 @@ def _workloads(quick):
         *[
             (f"{name}{' fwd+grad' if fused else ''} 2^{e}", name, pair(name, 2**24 // k), fused, ew(name))
             for name in PAIRS
+            for fused in (False, True)
+        ],
+        *[
+            (f"multilabel_soft_margin_loss{' fwd+grad' if fused else ''} {16384 // k}x1000", "multilabel_soft_margin_loss",
+             row_loss(16384 // k, 1000), fused, row_kernel("multilabel", "_mlsm_kernel"))
+            for fused in (False, True)
+        ],
+        *[
+            (f"cosine_embedding_loss{' fwd+grad' if fused else ''} {65536 // k}x512", "cosine_embedding_loss",
+             row_loss(65536 // k, 512, "target"), fused, row_kernel("embedding", "_cosine_kernel"))
             for fused in (False, True)
         ],
         ("cross_entropy fwd 64x10 (per call)", "cross_entropy", ce(64, 10), False, tiles_ce),
@@ -312,6 +340,12 @@ def sample_inputs(spec, n, dtype, rng, classes=10):
     """Data arrays for any registered loss (all of ``spec.arrays``, in order), about ``n`` input
     elements: class targets for the classification family, else same-shape arrays (inputs in [0, 1]
     where the loss checks its input's domain; a third array positive, as a var must be)."""
+    if isinstance(spec.family, Rows):  # rows of 16; labels, signs or reals as the loss takes them
+        rows, kinds = max(1, n // 16), dict(spec.family.values)
+        make = {"labels": lambda s: rng.random(s) < 0.5, "signs": lambda s: np.sign(rng.random(s) - 0.5),
+                "reals": rng.standard_normal}
+        return tuple(make[kinds.get(a, "reals")]((rows,) if a in spec.family.per_row else (rows, 16)).astype(dtype)
+                     for a in spec.arrays)
     if not isinstance(spec.family, Elementwise):
         rows = max(1, n // classes)
         return rng.standard_normal((rows, classes)).astype(dtype), rng.integers(0, classes, rows)

@@ -115,10 +115,39 @@ ELEMENTWISE = {
         },
     ),
 }
+def _labels(rng, shape):
+    return (rng.random(shape) < 0.4).astype(np.float64)
+
+
+def _pair_labels(rng, shape):
+    """cosine_embedding_loss's target: one 1 / -1 per row (some 0: no loss), 0-d for a 1-d input."""
+    return rng.choice([-1.0, 1.0, 0.0], size=shape[:-1], p=[0.45, 0.45, 0.1])
+
+
+#: The row losses (reduced over the last dimension first), as :data:`ELEMENTWISE`: name -> (input
+#: maker, maker of the second data array (target; cosine's input2), {option id: kwargs maker}).
+#: Option "bcast" gives the second array one row (the input's last dimension only; (1, D) for cosine).
+ROWS = {
+    "multilabel_soft_margin_loss": (
+        _reals,
+        _labels,
+        {"plain": lambda r, s: {}, "weight": lambda r, s: _weight(r, s[-1:]), "weight_full": _weight,
+         "bcast": lambda r, s: {}},
+    ),
+    "cosine_embedding_loss": (
+        _reals,
+        _reals,
+        {"plain": lambda r, s: {}, "margin": lambda r, s: {"margin": 0.3}, "neg_margin": lambda r, s: {"margin": -0.4},
+         "bcast": lambda r, s: {}},
+    ),
+}
+ROW_SHAPES = [(300, 260), (37, 129), (5,), (1, 1), (0, 4), (3, 0), (3, 4, 5)]
+
 #: The third data array of the losses that have one: name -> (its argument name, its maker).
 THIRD = {
     "margin_ranking_loss": ("target", _signs),
     "gaussian_nll_loss": ("var", lambda r, s: r.uniform(0.01, 2.0, s)),
+    "cosine_embedding_loss": ("target", _pair_labels),
 }
 ELEMENTWISE_SHAPES = [(41, 1271), (5,), (1,), (0,), (3, 4, 5)]
 
@@ -146,6 +175,17 @@ def elementwise_case(name, shape, dtype, option, rng):
     if name == "kl_div" and option == "log_target":
         t = np.log(np.maximum(t, 1e-3)).astype(dtype)
     return x.astype(dtype), t, kwargs
+
+
+def row_case(name, shape, dtype, option, rng):
+    """(input, second data array, kwargs) for a row loss of :data:`ROWS` (cosine_embedding_loss's
+    label target travels in ``kwargs``, as a third data array)."""
+    make_x, make_t, options = ROWS[name]
+    x = make_x(rng, shape).astype(dtype)
+    tshape = shape if option != "bcast" else ((1,) + shape[-1:] if len(shape) > 1 and name in THIRD else shape[-1:])
+    t = make_t(rng, tshape).astype(dtype)
+    kwargs = dict(third(name, rng, shape, dtype), **options[option](rng, shape))
+    return x, t, kwargs
 
 
 def grad_output_for(reduction, loss_shape, rng):
@@ -179,6 +219,13 @@ def all_cases():
             for option in list(options)[: 1 if shape == ELEMENTWISE_SHAPES[0] else None]:
                 for reduction in REDUCTIONS + (["batchmean"] if name == "kl_div" else []):
                     out.append((name, shape, option, reduction))
+    for name, (_, _, options) in ROWS.items():
+        for shape in ROW_SHAPES:
+            if name == "cosine_embedding_loss" and len(shape) > 2:
+                continue  # 1-d or 2-d inputs only, as torch
+            for option in list(options)[: 1 if shape == ROW_SHAPES[0] else None]:
+                for reduction in REDUCTIONS:
+                    out.append((name, shape, option, reduction))
     return out
 
 
@@ -189,4 +236,6 @@ def make(name, shape, dtype, option, seed=0):
         return class_case(name, shape, dtype, option, rng), rng
     if name in ELEMENTWISE:
         return elementwise_case(name, shape, dtype, option, rng), rng
+    if name in ROWS:
+        return row_case(name, shape, dtype, option, rng), rng
     return binary_case(name, shape, dtype, option, rng), rng

@@ -36,6 +36,7 @@ FACTS = {
     "binary_cross_entropy": (reference.binary_cross_entropy, cases.binary_case),
     "binary_cross_entropy_with_logits": (reference.binary_cross_entropy_with_logits, cases.binary_case),
     **{name: (getattr(reference, name), cases.elementwise_case) for name in cases.ELEMENTWISE},
+    **{name: (getattr(reference, name), cases.row_case) for name in cases.ROWS},
 }
 
 #: name -> (numbaloss function, reference function, torch function name), from the registry.
@@ -97,17 +98,32 @@ def grad_args(name, x, t, kwargs):
     return [by_name[g] for g in spec.grads]
 
 
-def torch_error_scale(name, x, kwargs, grad_output=None):
+def torch_error_scale(name, x, kwargs, grad_output=None, second=None, ours=False):
     """Magnitudes on which torch's own float rounding lives, as ``(loss_scale, grad_scale)``.
 
     torch computes BCE-with-logits as ``(1 - t) x - l_p log_sigmoid(x)``, two
     terms of size ``|x|`` that cancel: its loss is only good to ``ulp(|x|)`` and
     its gradient ``(p t + 1 - t) sigmoid(x) - p t`` to ``ulp(1 + p)``.  numbaloss
     avoids both cancellations (the float64 reference checks that), so against
-    torch the tolerance is taken relative to those magnitudes.  ``None``: the
+    torch the tolerance is taken relative to those magnitudes.  cosine_embedding_loss's
+    gradient (``second``: its input2) is a difference that cancels for (anti)parallel rows in
+    every implementation, numbaloss's float32 one too: with ``ours`` only such scales are given.  ``None``: the
     default (the largest expected value).
     """
-    if name != "binary_cross_entropy_with_logits":
+    if name == "cosine_embedding_loss":
+        # torch's gradient c (x2 / den - cos x1 / m1) subtracts two terms that cancel when the rows
+        # are (anti)parallel: its rounding lives on the terms' size, not the difference's
+        a, b = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(second, np.float64))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m1, m2 = (a * a).sum(-1, keepdims=True) + 1e-12, (b * b).sum(-1, keepdims=True) + 1e-12
+            terms = np.abs(b) / np.sqrt(m1 * m2) + np.abs(a) / m1 + np.abs(a) / np.sqrt(m1 * m2) + np.abs(b) / m2
+        g = np.abs(np.asarray(1.0 if grad_output is None else grad_output, np.float64)).max(initial=1.0)
+        rows = max(a.shape[0] if a.ndim > 1 else 1, 1)
+        n = rows if kwargs.get("reduction", "mean") == "mean" else 1
+        # torch's float32 1 - cos rounds on the scale of 1 per row (numbaloss's is float64)
+        loss_scale = None if ours else float(rows if kwargs.get("reduction", "mean") == "sum" else 1)
+        return loss_scale, float(terms[np.isfinite(terms)].max(initial=1.0) * g / n)
+    if name != "binary_cross_entropy_with_logits" or ours:
         return None, None
     w = np.abs(np.asarray(kwargs.get("weight", 1.0), np.float64)).max(initial=1.0)
     pw = np.abs(np.asarray(kwargs.get("pos_weight", 1.0), np.float64)).max(initial=1.0)

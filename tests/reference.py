@@ -287,3 +287,43 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
         gx = _sum_to(g * d / vb, x.shape)
         gv = None if is_float else _sum_to(g * 0.5 * (1 / vb - d * d / (vb * vb)), v.shape).reshape(v0.shape)
     return _reduce(per, reduction, per.size), (gx, gv)
+
+
+# --------------------------------------------------------------- row losses
+def _log_sigmoid(z):
+    return np.minimum(z, 0) - np.log1p(np.exp(-np.abs(z)))
+
+
+def multilabel_soft_margin_loss(x, target, weight=None, reduction="mean", grad_output=None):
+    """``-mean_c w (t log sigmoid(x) + (1 - t) log sigmoid(-x))`` per row; gradient ``w (sigmoid(x) - t) / C``."""
+    x, xb, tb = _xt(x, target)
+    w = 1.0 if weight is None else np.asarray(weight, np.float64)
+    C = xb.shape[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per = (-w * (tb * _log_sigmoid(xb) + (1 - tb) * _log_sigmoid(-xb))).sum(axis=-1) / C
+        per = np.broadcast_to(per, xb.shape[:-1])
+        g = _scale(reduction, grad_output, per.size, per.shape)
+        sig, sig_neg = np.exp(_log_sigmoid(xb)), np.exp(_log_sigmoid(-xb))
+        grad = g[..., None] * w * ((1 - tb) * sig - tb * sig_neg) / C
+    return _reduce(per, reduction, per.size), _sum_to(grad, x.shape)
+
+
+def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean", grad_output=None):
+    """``1 - cos`` (y = 1), ``max(0, cos - margin)`` (y = -1), else 0, with ``cos = x1.x2 / sqrt(m1 m2)``,
+    ``m = |x|^2 + eps`` (eps: torch's C++ float 1e-12); gradient ``c (x2 / sqrt(m1 m2) - cos x1 / m1)``."""
+    x1, x2 = np.asarray(input1, np.float64), np.asarray(input2, np.float64)
+    a, b = np.broadcast_arrays(x1, x2)
+    y = np.broadcast_to(np.asarray(target, np.float64), a.shape[:-1])
+    eps = float(np.float32(1e-12))
+    m1 = (a * a).sum(axis=-1) + eps
+    m2 = (b * b).sum(axis=-1) + eps
+    den = np.sqrt(m1 * m2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = (a * b).sum(axis=-1) / den
+        v = cos - margin
+        per = np.where(y == 1, 1 - cos, np.where(y == -1, np.where(v < 0, 0.0, v), 0.0))
+        c = np.where(y == 1, -1.0, np.where((y == -1) & (v >= 0), 1.0, 0.0))
+        g = (_scale(reduction, grad_output, per.size, per.shape) * c)[..., None]
+        g1 = g * (b / den[..., None] - (cos / m1)[..., None] * a)
+        g2 = g * (a / den[..., None] - (cos / m2)[..., None] * b)
+    return _reduce(per, reduction, per.size), (_sum_to(g1, x1.shape), _sum_to(g2, x2.shape))

@@ -55,6 +55,19 @@ ELEMENTWISE_CASES = [
 ]
 
 
+# the row losses: a few shapes and options each (3-d, 1-d, a one-row target, a full weight on the device),
+# each in one dtype (a block per row of simulated threads is slow; both dtypes are covered per loss)
+ROW_CASES = [
+    ("multilabel_soft_margin_loss", (3, 5), "plain", np.float32),
+    ("multilabel_soft_margin_loss", (2, 1, 3), "bcast", np.float64),
+    ("multilabel_soft_margin_loss", (4,), "weight_full", np.float64),
+    ("multilabel_soft_margin_loss", (0, 3), "weight", np.float32),
+    ("cosine_embedding_loss", (2, 5), "margin", np.float32),
+    ("cosine_embedding_loss", (4,), "neg_margin", np.float64),
+    ("cosine_embedding_loss", (0, 3), "plain", np.float32),
+]
+
+
 def _make(name, shape, option, dtype, rng):
     return FACTS[name][1](name, shape, dtype, option, rng)  # the loss's case maker, from the test table
 
@@ -81,6 +94,12 @@ def test_device_matches_cpu(case, reduction, dtype):
     assert_close(host(grad), want_grad, dtype)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("case", ROW_CASES, ids=lambda c: f"{c[0]}-{'x'.join(map(str, c[1]))}-{c[2]}")
+def test_row_loss_device_matches_cpu(case, reduction):
+    test_device_matches_cpu(case[:3], reduction, case[3])
+
+
 def test_elementwise_options_on_device():
     """Formula variants (kl_div's log_target, poisson's log_input/full), a broadcast target, kl_div's
     batchmean and a weighted mean, against the CPU path; a target that broadcasts the input is refused."""
@@ -102,6 +121,21 @@ def test_elementwise_options_on_device():
         assert_close(host(grad), want_grad, np.float64)
     with pytest.raises(ValueError, match="on the device, broadcast the input to the loss's shape first"):
         numbaloss.kl_div(to_dev(x[:, :1]), to_dev(t), reduction="sum")
+
+
+def test_row_losses_refuse_what_they_cannot_read_on_device():
+    """A broadcast input (or input2) and a weight that is neither the input's shape nor one row are
+    clear errors on the device (the CPU path takes them); the target's dtype must be the input's."""
+    rng = np.random.default_rng(12)
+    x, y = rng.standard_normal((4, 6)), np.sign(rng.standard_normal(4))
+    with pytest.raises(ValueError, match=re.escape("on the device input1 and input2 must have the same shape (4, 6)")):
+        numbaloss.cosine_embedding_loss(to_dev(x), to_dev(x[:1]), to_dev(y))
+    with pytest.raises(ValueError, match="on the device, broadcast the input to the loss's shape first"):
+        numbaloss.multilabel_soft_margin_loss(to_dev(x[:1]), to_dev(np.ones((4, 6))))
+    with pytest.raises(ValueError, match=re.escape("weight of shape (4, 1): on the device it must have the input's shape")):
+        numbaloss.multilabel_soft_margin_loss(to_dev(x), to_dev(np.ones((4, 6))), weight=np.ones((4, 1)))
+    with pytest.raises(TypeError, match="target on the device must have the input's dtype float64, got float32"):
+        numbaloss.multilabel_soft_margin_loss(to_dev(x), to_dev(np.ones((4, 6), np.float32)))
 
 
 def test_third_array_and_its_gradient_on_device():

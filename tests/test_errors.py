@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import numbaloss
+from tests.cases import third
 from tests.conftest import LOSSES
 
 rng = np.random.default_rng(0)
@@ -18,10 +19,10 @@ BINARY = ["binary_cross_entropy", "binary_cross_entropy_with_logits"]
 
 
 def _args(name):
-    """Valid data arrays for the loss, in order (a third one, var or margin_ranking's target, positive)."""
+    """Valid data arrays for the loss, in order (a third one from the test table: var, a label target)."""
     if name in CLASS:
         return X, Y
-    return (P, T) + (T + 0.5,) * (len(numbaloss.REGISTRY[name].arrays) - 2)
+    return (P, T) + tuple(third(name, np.random.default_rng(1), P.shape, np.float64).values())
 
 
 OUT_OF_BOUNDS = [
@@ -126,14 +127,15 @@ def test_bce_input_outside_unit_interval(value, reduction):
 @pytest.mark.parametrize("dtype", [np.float16, np.int64, np.complex64, np.bool_])
 def test_non_float_input(name, dtype):
     x, *rest = _args(name)
-    with pytest.raises(TypeError, match=f"input must be float32 or float64, got {np.dtype(dtype).name}"):
+    first = numbaloss.REGISTRY[name].arrays[0]  # input; input1
+    with pytest.raises(TypeError, match=f"^{first} must be float32 or float64, got {np.dtype(dtype).name}"):
         LOSSES[name][0](x.astype(dtype), *rest)
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
 @pytest.mark.parametrize("bad", [[[0.1, 0.2]], 0.5, "x", None])
 def test_non_array_input(name, bad):
-    with pytest.raises(TypeError, match="input must be an array"):
+    with pytest.raises(TypeError, match=f"^{numbaloss.REGISTRY[name].arrays[0]} must be an array"):
         LOSSES[name][0](bad, *_args(name)[1:])
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import numbaloss
-from tests.cases import ELEMENTWISE, third
+from tests.cases import ELEMENTWISE, ROWS, third
 from tests.conftest import LOSSES
 
 FD_CASES = {
@@ -28,14 +28,16 @@ FD_CASES.update({
     "hinge_embedding_loss": [dict(margin=0.5)],
     "margin_ranking_loss": [dict(margin=0.3)],
     "gaussian_nll_loss": [dict(var="full"), dict(var="row", full=True)],  # var of the input's shape; one per row
+    "multilabel_soft_margin_loss": [dict(), dict(weight="full")],
+    "cosine_embedding_loss": [dict(margin=-0.3), dict(margin=0.2)],
 })
 FD_IDS = [(name, i) for name, cases in FD_CASES.items() for i in range(len(cases))]
 
 
 def _inputs(name, probabilities, rng):
     shape = (3, 4, 2) if name in ("cross_entropy", "nll_loss") else (5, 4)
-    if name in ELEMENTWISE:  # the table's makers; rates (not log-rates) for log_input=False
-        make_x, make_t, _ = ELEMENTWISE[name]
+    if name in ELEMENTWISE or name in ROWS:  # the table's makers; rates (not log-rates) for log_input=False
+        make_x, make_t, _ = ELEMENTWISE[name] if name in ELEMENTWISE else ROWS[name]
         x = rng.uniform(0.2, 3.0, shape) if probabilities == "rates" else make_x(rng, shape)
         return x, make_t(rng, shape)
     if name == "binary_cross_entropy":

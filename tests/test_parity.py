@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.cases import DTYPES, ELEMENTWISE, all_cases, grad_output_for, make
+from tests.cases import DTYPES, ELEMENTWISE, ROWS, all_cases, grad_output_for, make
 from tests.conftest import LOSSES, assert_close, grad_args, needs_torch, run_torch, torch_error_scale
 
 CASES = all_cases()
@@ -15,6 +15,8 @@ def _loss_shape(name, x, t):
         return x.shape
     if name in ELEMENTWISE:
         return np.broadcast_shapes(x.shape, t.shape)  # margin_ranking's target and var have the loss's shape
+    if name in ROWS:
+        return x.shape[:-1]
     return () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
 
 
@@ -33,7 +35,7 @@ def test_matches_torch(case, dtype):
         assert np.asarray(loss).dtype == dtype
         for g, arg in zip(grad if isinstance(grad, tuple) else (grad,), grad_args(name, x, t, kwargs)):
             assert g is None if isinstance(arg, float) else (g.dtype == dtype and g.shape == np.shape(arg))
-        loss_scale, grad_scale = torch_error_scale(name, x, dict(kwargs, reduction=reduction), grad_output)
+        loss_scale, grad_scale = torch_error_scale(name, x, dict(kwargs, reduction=reduction), grad_output, t)
         assert_close(loss, want_loss, dtype, scale=loss_scale)
         assert_close(grad, want_grad, dtype, scale=grad_scale)
 
@@ -47,7 +49,8 @@ def test_matches_reference(case, dtype):
     fn, ref = LOSSES[name][:2]
     loss, grad = fn(x, t, reduction=reduction, return_grad=True, grad_output=go, **kwargs)
     want_loss, want_grad = ref(x, t, reduction=reduction, grad_output=go, **kwargs)
+    _, grad_scale = torch_error_scale(name, x, dict(kwargs, reduction=reduction), go, t, ours=True)
     assert_close(loss, want_loss, dtype)
-    assert_close(grad, want_grad, dtype)
+    assert_close(grad, want_grad, dtype, scale=grad_scale)
     # the value alone (no gradient requested) is the same number
     assert_close(fn(x, t, reduction=reduction, **kwargs), loss, dtype, scale=0)

@@ -5,6 +5,7 @@ import pytest
 
 import numbaloss
 from tests import reference
+from tests.cases import ROWS, third
 from tests.conftest import LOSSES, TOL, assert_close, needs_torch, run_torch, torch_error_scale
 
 INF = np.inf
@@ -148,13 +149,14 @@ def test_all_ignored_mean_is_nan_with_zero_grad(dtype, name):
 def test_empty_batch(dtype, name):
     x = np.zeros((0, 3), dtype)
     t = np.zeros(0, np.int64) if name in ("cross_entropy", "nll_loss") else np.zeros((0, 3), dtype)
-    rest = [np.ones((0, 3), dtype) for _ in numbaloss.REGISTRY[name].arrays[2:]]  # var, margin_ranking's target
+    rest = list(third(name, np.random.default_rng(0), x.shape, dtype).values())  # var, a label target
     fn = LOSSES[name][0]
     assert np.isnan(fn(x, t, *rest))
     assert fn(x, t, *rest, reduction="sum") == 0
     loss, grad = fn(x, t, *rest, reduction="none", return_grad=True)
     grads = grad if isinstance(grad, tuple) else (grad,)
-    assert loss.shape == t.shape and loss.dtype == dtype and all(g.shape == x.shape for g in grads)
+    assert loss.shape == ((0,) if name in ROWS else t.shape) and loss.dtype == dtype
+    assert all(g.shape == x.shape for g in grads)
 
 
 @needs_torch
@@ -207,6 +209,9 @@ def test_layouts_and_inputs_untouched(name):
     x = base[:, ::2, ::2]  # non-contiguous (8, 5, 3)
     # a third data array (var, margin_ranking's target) in the target's layouts
     r = rng.uniform(0.5, 1.5, (8, 10, 3))[:, ::2] if len(numbaloss.REGISTRY[name].arrays) > 2 else None
+    if name == "cosine_embedding_loss":  # 2-d inputs, one 1 / -1 label per row
+        x, t, t_layouts = x[..., 1], t[..., 1], [a[..., 1] for a in t_layouts]
+        r = np.sign(r[:, ::2, 0] - 1.0)[:, 0]  # strided
     rest = [] if r is None else [r]
     want, want_grad = ref(x, t, *rest)
     for xs in (x, np.asfortranarray(x), np.ascontiguousarray(x)):

@@ -4,6 +4,8 @@ functions, imports only :mod:`numbaloss.core`, and registers its losses on impor
 from .binary import binary_cross_entropy, binary_cross_entropy_with_logits
 from .classification import cross_entropy, nll_loss
 from .divergence import kl_div
+from .embedding import cosine_embedding_loss
+from .multilabel import multilabel_soft_margin_loss
 from .margin import hinge_embedding_loss, margin_ranking_loss, soft_margin_loss
 from .regression import gaussian_nll_loss, huber_loss, l1_loss, mse_loss, poisson_nll_loss, smooth_l1_loss
 
@@ -22,4 +24,6 @@ __all__ = [
     "hinge_embedding_loss",
     "gaussian_nll_loss",
     "margin_ranking_loss",
+    "multilabel_soft_margin_loss",
+    "cosine_embedding_loss",
 ]

@@ -1,0 +1,84 @@
+"""``multilabel_soft_margin_loss`` on the GPU: one thread block per row, the row's sum in a fixed order.
+
+The formulas are the CPU kernel's (:mod:`numbaloss.losses.multilabel`).  Imported by
+name only when a CUDA array arrives.
+"""
+
+import numpy as np
+from numba import cuda, float64
+
+from ..core import cuda_host
+from ..core.cuda_host import device_grad_scale, finish_rows
+from ..core.cuda_reduce import TPB, group_sum
+from ..core.validate import float_dtype
+from .multilabel import layout, mlsm_grad, mlsm_value
+
+
+@cuda.jit
+def _mlsm_rows(x, t, w, gscale, g0, n_rows, is_mean, loss_rows, grad):
+    """Row ``blockIdx.x`` of ``x`` (``(N, C)``): its loss ``sum_c w_c value / C`` (threads stride over
+    the classes, then :func:`group_sum`) and its gradient.  ``t`` and ``w`` have ``N`` rows or one."""
+    sm = cuda.shared.array(TPB, float64)
+    r = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    C = x.shape[1]
+    tr = r if t.shape[0] > 1 else 0
+    wr = r if w.shape[0] > 1 else 0
+    g = gscale[r] if gscale.size > 0 else g0
+    if is_mean:
+        g = g / n_rows
+    g = g / C
+    acc = 0.0
+    for i in range(tid, C, TPB):
+        xi = x[r, i]
+        ti = t[tr, i]
+        wi = w[wr, i] if w.shape[0] > 0 else 1.0
+        acc += mlsm_value(xi, ti) * wi
+        if grad.size > 0:
+            grad[r, i] = mlsm_grad(xi, ti) * wi * g
+    total = group_sum(acc, sm, tid, TPB)
+    if tid == 0:
+        loss_rows[r] = total / C
+
+
+def _rows_of(call, a, name, shape, dtype):
+    """A device ``(rows, C)`` view of the target or weight: the loss's shape, or one row of ``C``."""
+    C = shape[-1]
+    d = call.param(a, name, dtype)
+    if tuple(d.shape) == tuple(shape):
+        if not d.is_c_contiguous():
+            raise ValueError(f"{name}: non-contiguous device arrays are not supported here; pass a contiguous array")
+        return d.reshape(int(np.prod(shape[:-1], dtype=np.int64)), C)
+    if d.size == C and all(n == 1 for n in d.shape[:-1]):
+        return d.reshape(1, C)
+    raise ValueError(f"{name} of shape {tuple(d.shape)}: on the device it must have the input's shape "
+                     f"{tuple(shape)} or be one row of its {C} classes; broadcast it first")
+
+
+def run(spec, input, target, *, reduction, return_grad, grad_output, weight=None):
+    """The device path of ``multilabel_soft_margin_loss`` (see :class:`numbaloss.core.registry.Loss`)."""
+    call = cuda_host.Call(input)
+    x = call.input(input, "input")
+    t = call.input(target, "target")
+    dtype = float_dtype(x.dtype)
+    w_shape = None if weight is None else tuple(np.shape(weight))
+    shape, loss_shape = layout(x.shape, t.shape, t.dtype, w_shape)
+    if tuple(x.shape) != shape:
+        raise ValueError(f"input of shape {tuple(x.shape)} broadcast to {shape} by the target: on the device, "
+                         "broadcast the input to the loss's shape first")
+    if np.dtype(t.dtype) != dtype:
+        raise TypeError(f"target on the device must have the input's dtype {dtype}, got {np.dtype(t.dtype)}")
+    if not x.is_c_contiguous():
+        raise ValueError("input: non-contiguous Numba device arrays are not supported here; pass a contiguous array")
+    C = shape[-1]
+    N = int(np.prod(loss_shape, dtype=np.int64))
+    xr = x.reshape(N, C)
+    tr = _rows_of(call, t, "target", shape, dtype)
+    wr = call.nothing(dtype, 2) if weight is None else _rows_of(call, weight, "weight", shape, dtype)
+    gscale, g0 = device_grad_scale(call, reduction, grad_output, loss_shape, return_grad)
+    grad = call.empty((N, C), dtype) if return_grad else call.nothing(dtype, 2)
+    loss_rows = call.empty(N, np.float64)
+    if N:
+        call.launch(_mlsm_rows, N, xr, tr, wr, gscale, g0, float(N), reduction == "mean", loss_rows, grad)
+    value = finish_rows(call, reduction, loss_rows, (call.nothing(np.float64), float(N)), dtype, loss_shape)
+    return value, ((call.result(grad.reshape(shape)),) if return_grad else ())

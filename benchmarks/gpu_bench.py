@@ -19,7 +19,8 @@ dev = torch.device("cuda")
 CE_SHAPES = ((8192, 32000), (4096, 128000))
 BCE_N = 1 << 26
 #: The row losses' workloads (rows, row length), as in the CPU issue.
-ROW_SHAPES = {"multilabel_soft_margin_loss": (16384, 1000), "cosine_embedding_loss": (65536, 512)}
+ROW_SHAPES = {"multilabel_soft_margin_loss": (16384, 1000), "cosine_embedding_loss": (65536, 512),
+              "multi_margin_loss": (65536, 1000)}
 COPY_N = 1 << 28
 #: Timed repeats per measurement (the best is kept).
 REPEATS = 20
@@ -206,7 +207,7 @@ def elementwise_inputs(name, n):
 
 
 def row_inputs(name, rows, cols):
-    """``{argument name: float32 CUDA tensor}`` for a row loss: reals, 0/1 labels or one 1/-1 label per row
+    """``{argument name: CUDA tensor}`` for a row loss: reals, 0/1 labels, one 1/-1 label or class per row
     (the registry's ``family`` says which)."""
     spec = numbaloss.REGISTRY[name]
     kinds = dict(spec.family.values)
@@ -216,6 +217,8 @@ def row_inputs(name, rows, cols):
         kind = kinds.get(a, "reals")
         v = torch.randn(shape, device=dev)
         data[a] = (v > 0.5).float() if kind == "labels" else (torch.sign(v) if kind == "signs" else v)
+        if kind == "classes":
+            data[a] = torch.randint(0, cols, shape, device=dev)
     return data
 
 

@@ -142,12 +142,14 @@ def _workloads(quick):
     def gathers(simd, fused):  # nll_loss reads one logit per row: no vector loops
         return 0.0
 
-    def row_loss(rows, cols, per_row=None):  # a row loss: the input, a second array of its shape, a label per row
+    def row_loss(rows, cols, kind):  # a row loss: "labels" (0/1 of the input's shape), "pairs" (cosine), "classes"
         def make(rng):
             x = rng.standard_normal((rows, cols), dtype=np.float32)
-            if per_row is None:  # multi-label 0/1 targets
+            if kind == "labels":
                 return x, (rng.random((rows, cols)) < 0.3).astype(np.float32), {}
-            return x, rng.standard_normal((rows, cols), dtype=np.float32), {per_row: np.sign(rng.random(rows) - 0.5)}
+            if kind == "classes":
+                return x, rng.integers(0, cols, rows), {}
+            return x, rng.standard_normal((rows, cols), dtype=np.float32), {"target": np.sign(rng.random(rows) - 0.5)}
 
         return make
 
@@ -179,12 +181,17 @@ def _workloads(quick):
         ],
         *[
             (f"multilabel_soft_margin_loss{' fwd+grad' if fused else ''} {16384 // k}x1000", "multilabel_soft_margin_loss",
-             row_loss(16384 // k, 1000), fused, row_kernel("multilabel", "_mlsm_kernel"))
+             row_loss(16384 // k, 1000, "labels"), fused, row_kernel("multilabel", "_mlsm_kernel"))
             for fused in (False, True)
         ],
         *[
             (f"cosine_embedding_loss{' fwd+grad' if fused else ''} {65536 // k}x512", "cosine_embedding_loss",
-             row_loss(65536 // k, 512, "target"), fused, row_kernel("embedding", "_cosine_kernel"))
+             row_loss(65536 // k, 512, "pairs"), fused, row_kernel("embedding", "_cosine_kernel"))
+            for fused in (False, True)
+        ],
+        *[
+            (f"multi_margin_loss{' fwd+grad' if fused else ''} {65536 // k}x1000", "multi_margin_loss",
+             row_loss(65536 // k, 1000, "classes"), fused, row_kernel("multiclass", "_multi_margin_kernel"))
             for fused in (False, True)
         ],
         ("cross_entropy fwd 64x10 (per call)", "cross_entropy", ce(64, 10), False, tiles_ce),
@@ -342,10 +349,9 @@ def sample_inputs(spec, n, dtype, rng, classes=10):
     where the loss checks its input's domain; a third array positive, as a var must be)."""
     if isinstance(spec.family, Rows):  # rows of 16; labels, signs or reals as the loss takes them
         rows, kinds = max(1, n // 16), dict(spec.family.values)
-        make = {"labels": lambda s: rng.random(s) < 0.5, "signs": lambda s: np.sign(rng.random(s) - 0.5),
-                "reals": rng.standard_normal}
-        return tuple(make[kinds.get(a, "reals")]((rows,) if a in spec.family.per_row else (rows, 16)).astype(dtype)
-                     for a in spec.arrays)
+        make = {"labels": lambda s: (rng.random(s) < 0.5).astype(dtype), "reals": lambda s: rng.standard_normal(s).astype(dtype),
+                "signs": lambda s: np.sign(rng.random(s) - 0.5).astype(dtype), "classes": lambda s: rng.integers(0, 16, s)}
+        return tuple(make[kinds.get(a, "reals")]((rows,) if a in spec.family.per_row else (rows, 16)) for a in spec.arrays)
     if not isinstance(spec.family, Elementwise):
         rows = max(1, n // classes)
         return rng.standard_normal((rows, classes)).astype(dtype), rng.integers(0, classes, rows)

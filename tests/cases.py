@@ -140,7 +140,17 @@ ROWS = {
         {"plain": lambda r, s: {}, "margin": lambda r, s: {"margin": 0.3}, "neg_margin": lambda r, s: {"margin": -0.4},
          "bcast": lambda r, s: {}},
     ),
+    "multi_margin_loss": (
+        _reals,
+        lambda r, s: r.integers(0, s[-1], s[:-1]),  # one class index per row
+        {"plain": lambda r, s: {}, "p2": lambda r, s: {"p": 2}, "weight": lambda r, s: _weight(r, s[-1:]),
+         "p2_margin_weight": lambda r, s: dict(_weight(r, s[-1:]), p=2, margin=0.6)},
+    ),
 }
+#: Shapes a row loss does not take (torch raises): cosine's inputs are 1-d or 2-d; multi_margin's too,
+#: with at least one class.
+ROW_SKIP = {"cosine_embedding_loss": lambda s: len(s) > 2,
+            "multi_margin_loss": lambda s: len(s) > 2 or s[-1] == 0}
 ROW_SHAPES = [(300, 260), (37, 129), (5,), (1, 1), (0, 4), (3, 0), (3, 4, 5)]
 
 #: The third data array of the losses that have one: name -> (its argument name, its maker).
@@ -183,7 +193,8 @@ def row_case(name, shape, dtype, option, rng):
     make_x, make_t, options = ROWS[name]
     x = make_x(rng, shape).astype(dtype)
     tshape = shape if option != "bcast" else ((1,) + shape[-1:] if len(shape) > 1 and name in THIRD else shape[-1:])
-    t = make_t(rng, tshape).astype(dtype)
+    t = make_t(rng, tshape)
+    t = t.astype(dtype) if t.dtype.kind == "f" else t  # class indices stay integers
     kwargs = dict(third(name, rng, shape, dtype), **options[option](rng, shape))
     return x, t, kwargs
 
@@ -221,8 +232,8 @@ def all_cases():
                     out.append((name, shape, option, reduction))
     for name, (_, _, options) in ROWS.items():
         for shape in ROW_SHAPES:
-            if name == "cosine_embedding_loss" and len(shape) > 2:
-                continue  # 1-d or 2-d inputs only, as torch
+            if name in ROW_SKIP and ROW_SKIP[name](shape):
+                continue
             for option in list(options)[: 1 if shape == ROW_SHAPES[0] else None]:
                 for reduction in REDUCTIONS:
                     out.append((name, shape, option, reduction))

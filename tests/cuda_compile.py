@@ -46,7 +46,7 @@ def signatures():
     """
     import numbaloss
     from numbaloss.core import cuda_host, cuda_reduce, elementwise_cuda
-    from numbaloss.losses import embedding_cuda, multilabel_cuda
+    from numbaloss.losses import embedding_cuda, multiclass_cuda, multilabel_cuda
     from numbaloss.losses.classification import cuda as classification_cuda
 
     f64, i64, b1 = types.float64, types.int64, types.boolean
@@ -86,6 +86,8 @@ def signatures():
         M = _arr(dt, 2)  # the row losses' (rows, D) views: contiguous (the host code checks)
         add(multilabel_cuda, "_mlsm_rows", (M, M, M, F, f64, f64, b1, F, M))
         add(embedding_cuda, "_cosine_rows", (M, M, F, f64, F, f64, f64, b1, F, M, M))
+        for it in (types.int64, types.int32, types.uint8):  # class indices of any integer dtype
+            add(multiclass_cuda, "_multi_margin_rows", (M, _arr(it), D, b1, dt, F, f64, f64, b1, F, M, I))
         add(elementwise_cuda, "sum_to_param_kernel", (D, D, I))
         add(cuda_host, "cast_kernel", (F, D))
         add(cuda_host, "zero_kernel", (D,))
@@ -101,11 +103,12 @@ def kernels():
     from numba.cuda.dispatcher import CUDADispatcher
 
     from numbaloss.core import cuda_host, cuda_reduce, elementwise_cuda
-    from numbaloss.losses import embedding_cuda, multilabel_cuda
+    from numbaloss.losses import embedding_cuda, multiclass_cuda, multilabel_cuda
     from numbaloss.losses.classification import cuda as classification_cuda
 
     found = set()
-    for module in (cuda_host, cuda_reduce, elementwise_cuda, classification_cuda, multilabel_cuda, embedding_cuda):
+    for module in (cuda_host, cuda_reduce, elementwise_cuda, classification_cuda, multilabel_cuda, embedding_cuda,
+                   multiclass_cuda):
         for name, obj in vars(module).items():
             if isinstance(obj, CUDADispatcher) and not obj.targetoptions.get("device") and obj.py_func.__module__ == module.__name__:
                 found.add(obj)

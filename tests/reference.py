@@ -327,3 +327,26 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean", 
         g1 = g * (b / den[..., None] - (cos / m1)[..., None] * a)
         g2 = g * (a / den[..., None] - (cos / m2)[..., None] * b)
     return _reduce(per, reduction, per.size), (_sum_to(g1, x1.shape), _sum_to(g2, x2.shape))
+
+
+def multi_margin_loss(x, target, p=1, margin=1.0, weight=None, reduction="mean", grad_output=None):
+    """``w_y / C sum_{i != y} max(0, margin - x_y + x_i)^p`` (NaN terms skipped, no gradient at the tie);
+    gradient ``w_y / C p z^(p-1)`` at each ``i != y`` with ``z > 0``, minus their sum at ``y``."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(target).reshape(-1).astype(np.int64)
+    C = x.shape[-1]
+    rows = x.reshape(-1, C)
+    n = np.arange(rows.shape[0])
+    w = np.ones(C) if weight is None else np.asarray(weight, np.float64)
+    with np.errstate(invalid="ignore"):
+        z = margin - rows[n, y][:, None] + rows
+        active = z > 0
+        h = np.where(active, z**p, 0.0)
+        d = np.where(active, p * z ** (p - 1), 0.0)
+    h[n, y] = 0.0
+    d[n, y] = 0.0
+    per = (w[y] * h.sum(axis=1) / C).reshape(np.shape(target))
+    g = _scale(reduction, grad_output, per.size, per.shape).reshape(-1)
+    grad = (g * w[y] / C)[:, None] * d
+    grad[n, y] = -grad.sum(axis=1)
+    return _reduce(per, reduction, per.size), grad.reshape(x.shape)

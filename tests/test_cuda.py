@@ -65,6 +65,8 @@ ROW_CASES = [
     ("cosine_embedding_loss", (2, 5), "margin", np.float32),
     ("cosine_embedding_loss", (4,), "neg_margin", np.float64),
     ("cosine_embedding_loss", (0, 3), "plain", np.float32),
+    ("multi_margin_loss", (3, 5), "p2_margin_weight", np.float32),
+    ("multi_margin_loss", (4,), "weight", np.float64),
 ]
 
 
@@ -136,6 +138,14 @@ def test_row_losses_refuse_what_they_cannot_read_on_device():
         numbaloss.multilabel_soft_margin_loss(to_dev(x), to_dev(np.ones((4, 6))), weight=np.ones((4, 1)))
     with pytest.raises(TypeError, match="target on the device must have the input's dtype float64, got float32"):
         numbaloss.multilabel_soft_margin_loss(to_dev(x), to_dev(np.ones((4, 6), np.float32)))
+
+
+def test_multi_margin_target_out_of_bounds_on_device():
+    """The device error buffer: a bad class index is never read through, and raises on the host."""
+    x = np.random.default_rng(13).standard_normal((4, 5))
+    for bad in (5, -1):
+        with pytest.raises(IndexError, match=re.escape(f"Target {bad} is out of bounds. (at target index (2,); valid classes are 0..4)")):
+            numbaloss.multi_margin_loss(to_dev(x), to_dev(np.array([0, 1, bad, 3])), return_grad=True)
 
 
 def test_third_array_and_its_gradient_on_device():

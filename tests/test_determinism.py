@@ -31,6 +31,14 @@ out.append(np.asarray(numbaloss.binary_cross_entropy(1 / (1 + np.exp(-p)), t, re
 g = rng.standard_normal((1000, 301)).astype(np.float32)
 loss, (gx, gv) = numbaloss.gaussian_nll_loss(g, g[::-1], rng.uniform(0.1, 2, 1000).astype(np.float32), return_grad=True)
 out += [np.asarray(loss).tobytes(), gx.tobytes(), gv.tobytes()]
+# the row losses: blocks of whole rows (several, in parallel), float64 row sums
+yc = rng.integers(0, 257, 3000)
+lab = (rng.random(x.shape) < 0.3).astype(np.float32)
+pair = np.sign(rng.standard_normal(3000)).astype(np.float32)
+for loss, grads in (numbaloss.multilabel_soft_margin_loss(x, lab, weight=w, return_grad=True),
+                    numbaloss.cosine_embedding_loss(x, x[::-1], pair, margin=0.1, return_grad=True),
+                    numbaloss.multi_margin_loss(x, yc, p=2, weight=w, return_grad=True)):
+    out += [np.asarray(loss).tobytes()] + [g.tobytes() for g in (grads if isinstance(grads, tuple) else (grads,))]
 import hashlib
 print(hashlib.sha256(b"".join(out)).hexdigest())
 """
@@ -63,6 +71,8 @@ def test_serial_and_parallel_kernels_agree_bitwise(monkeypatch):
         ("cross_entropy", rng.standard_normal((300, 7)).astype(np.float32), rng.random((300, 7)).astype(np.float32), {"weight": rng.random(7)}),
         ("nll_loss", rng.standard_normal((300, 7)), rng.integers(0, 7, 300), {}),
         ("binary_cross_entropy_with_logits", rng.standard_normal(5000).astype(np.float32), rng.random(5000).astype(np.float32), {}),
+        ("multilabel_soft_margin_loss", rng.standard_normal((300, 70)), (rng.random((300, 70)) < 0.3) * 1.0, {}),
+        ("multi_margin_loss", rng.standard_normal((300, 70)).astype(np.float32), rng.integers(0, 70, 300), {"p": 2}),
     ]
     for name, x, t, kw in cases:
         fn = getattr(numbaloss, name)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import numbaloss
-from tests.cases import third
+from tests.cases import ROWS, row_case, third
 from tests.conftest import LOSSES
 
 rng = np.random.default_rng(0)
@@ -22,6 +22,9 @@ def _args(name):
     """Valid data arrays for the loss, in order (a third one from the test table: var, a label target)."""
     if name in CLASS:
         return X, Y
+    if name in ROWS:  # the test table's case maker (class indices, a label per row...)
+        x, t, kwargs = row_case(name, P.shape, np.float64, "plain", np.random.default_rng(1))
+        return (x, t) + tuple(kwargs.values())
     return (P, T) + tuple(third(name, np.random.default_rng(1), P.shape, np.float64).values())
 
 
@@ -203,3 +206,68 @@ def test_errors_leave_inputs_untouched():
 def test_grad_output_without_return_grad(name):
     with pytest.raises(ValueError, match="grad_output is only used with return_grad=True"):
         LOSSES[name][0](*_args(name), grad_output=2.0)
+
+
+# ------------------------------------------------------------------ row losses
+@pytest.mark.parametrize("bad, tdtype", OUT_OF_BOUNDS)
+def test_multi_margin_target_out_of_bounds(bad, tdtype):
+    t = np.array([0, 1, bad, 3], tdtype)
+    for reduction in ("mean", "sum", "none"):
+        with pytest.raises(IndexError, match=rf"^Target {bad} is out of bounds\. \(at target index \(2,\); valid classes are 0\.\.4\)"):
+            numbaloss.multi_margin_loss(X, t, reduction=reduction, return_grad=True)
+
+
+@pytest.mark.parametrize("p", [0, 3, 1.5, "1", None, float("nan")])
+def test_multi_margin_p(p):
+    with pytest.raises(ValueError, match="only p == 1 and p == 2 supported"):
+        numbaloss.multi_margin_loss(X, Y, p=p)
+
+
+@pytest.mark.parametrize("x, t, w, message", [
+    (X, Y[:3], None, "Expected target size [4], but got [3]"),
+    (X, Y[:, None], None, "Expected target size [4], but got [4, 1]"),
+    (X[0], Y[:2], None, "Expected target size [1], but got [2]"),
+    (X[None], Y, None, "Expected non-empty vector or matrix with optional 0-dim batch size, but got: [1, 4, 5]"),
+    (X[:, :0], Y, None, "Expected non-empty vector or matrix with optional 0-dim batch size, but got: [4, 0]"),
+    (X, Y, np.ones(4), "inconsistent weight size, expected 5 but got [4]"),
+    (X, Y, np.ones((1, 5)), "weight must be one-dimensional"),
+])
+def test_multi_margin_shapes(x, t, w, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        numbaloss.multi_margin_loss(x, t, weight=w)
+
+
+def test_multi_margin_float_target():
+    with pytest.raises(TypeError, match="target with class indices must have an integer dtype, got float64"):
+        numbaloss.multi_margin_loss(X, Y.astype(np.float64))
+
+
+@pytest.mark.parametrize("t, message", [
+    (T.astype(bool), "target must be a numeric (not bool) array"),
+    (T[:, :3], "does not broadcast with the input's shape (4, 5)"),
+    (T[None], "has more dimensions than the input (4, 5)"),
+])
+def test_multilabel_soft_margin_target(t, message):
+    with pytest.raises((TypeError, ValueError), match=re.escape(message)):
+        numbaloss.multilabel_soft_margin_loss(P, t)
+
+
+def test_multilabel_soft_margin_shapes():
+    with pytest.raises(ValueError, match="needs an input with a class dimension"):
+        numbaloss.multilabel_soft_margin_loss(np.ones(()), np.ones(()))
+    with pytest.raises(ValueError, match=re.escape("weight of shape (2, 4, 5) is not broadcastable to the input's shape (4, 5)")):
+        numbaloss.multilabel_soft_margin_loss(P, T, weight=np.ones((2, 4, 5)))
+
+
+@pytest.mark.parametrize("a, b, y, message", [
+    (P, T, np.ones((4, 1)), "0D or 1D target tensor expected, multi-target not supported"),
+    (P[0], T[0], np.ones(4), "1D target tensor expects 2D input tensors, but found inputs with sizes [5] and [5]."),
+    (P, T, np.array(1.0), "0D target tensor expects 1D input tensors, but found inputs with sizes [4, 5] and [4, 5]."),
+    (P, T[0], np.ones(4), "1D target tensor expects 2D input tensors, but found inputs with sizes [4, 5] and [5]."),
+    (P, T[:, :3], np.ones(4), "input1 of shape (4, 5) and input2 of shape (4, 3) do not broadcast together"),
+    (P, T, np.ones(3), "target of shape (3,) is not broadcastable to the input's shape (4,)"),
+    (P, T, np.ones(4, complex), "target must be a real numeric array of 1 / -1 labels"),
+])
+def test_cosine_embedding_shapes(a, b, y, message):
+    with pytest.raises((TypeError, ValueError), match=re.escape(message)):
+        numbaloss.cosine_embedding_loss(a, b, y)

@@ -7,6 +7,9 @@ from tests.cases import DTYPES, ELEMENTWISE, ROWS, all_cases, grad_output_for, m
 from tests.conftest import LOSSES, assert_close, grad_args, needs_torch, run_torch, torch_error_scale
 
 CASES = all_cases()
+#: Losses whose torch 2.13 CPU kernel returns uninitialised memory for an empty batch with "sum" or
+#: "mean" (numbaloss: 0 and NaN, as every other loss).
+TORCH_EMPTY_GARBAGE = {"multi_margin_loss", "multilabel_margin_loss"}
 IDS = ["-".join([c[0], "x".join(map(str, c[1])) or "scalar", c[2], c[3]]) for c in CASES]
 
 
@@ -32,6 +35,8 @@ def test_matches_torch(case, dtype):
     for grad_output in (None, go):
         loss, grad = fn(x, t, reduction=reduction, return_grad=True, grad_output=grad_output, **kwargs)
         want_loss, want_grad = run_torch(name, x, t, dict(kwargs, reduction=reduction), grad_output)
+        if name in TORCH_EMPTY_GARBAGE and x.size == 0 and reduction != "none":
+            want_loss = 0.0 if reduction == "sum" else np.nan  # torch returns uninitialised memory here
         assert np.asarray(loss).dtype == dtype
         for g, arg in zip(grad if isinstance(grad, tuple) else (grad,), grad_args(name, x, t, kwargs)):
             assert g is None if isinstance(arg, float) else (g.dtype == dtype and g.shape == np.shape(arg))

@@ -5,7 +5,7 @@ import pytest
 
 import numbaloss
 from tests import reference
-from tests.cases import ROWS, third
+from tests.cases import ROWS, row_case, third
 from tests.conftest import LOSSES, TOL, assert_close, needs_torch, run_torch, torch_error_scale
 
 INF = np.inf
@@ -149,6 +149,8 @@ def test_all_ignored_mean_is_nan_with_zero_grad(dtype, name):
 def test_empty_batch(dtype, name):
     x = np.zeros((0, 3), dtype)
     t = np.zeros(0, np.int64) if name in ("cross_entropy", "nll_loss") else np.zeros((0, 3), dtype)
+    if name in ROWS:  # the table's maker: class indices (0,), labels (0, 3)...
+        t = row_case(name, x.shape, dtype, "plain", np.random.default_rng(0))[1]
     rest = list(third(name, np.random.default_rng(0), x.shape, dtype).values())  # var, a label target
     fn = LOSSES[name][0]
     assert np.isnan(fn(x, t, *rest))
@@ -212,6 +214,9 @@ def test_layouts_and_inputs_untouched(name):
     if name == "cosine_embedding_loss":  # 2-d inputs, one 1 / -1 label per row
         x, t, t_layouts = x[..., 1], t[..., 1], [a[..., 1] for a in t_layouts]
         r = np.sign(r[:, ::2, 0] - 1.0)[:, 0]  # strided
+    if name == "multi_margin_loss":  # 2-d input, one class per row
+        t = rng.integers(0, 5, (8, 2))
+        x, t, t_layouts = x[..., 1], t[:, 0], [t[:, 0], np.ascontiguousarray(t[:, 0])]
     rest = [] if r is None else [r]
     want, want_grad = ref(x, t, *rest)
     for xs in (x, np.asfortranarray(x), np.ascontiguousarray(x)):

@@ -21,7 +21,8 @@ class Rows:
     """What the registry records of a row loss (its ``family``) for the tools that make inputs from
     it (benchmarks, asv, tests): ``per_row`` names the data arrays holding one entry per row (cosine's
     label target; the others have the input's shape), ``values`` the data arrays that are not reals,
-    as ``(name, kind)`` pairs with kind ``"labels"`` (0/1) or ``"signs"`` (1/-1)."""
+    as ``(name, kind)`` pairs with kind ``"labels"`` (0/1), ``"signs"`` (1/-1) or ``"classes"`` (class
+    indices into the row)."""
 
     per_row: tuple = ()
     values: tuple = ()

@@ -5,6 +5,7 @@ from .binary import binary_cross_entropy, binary_cross_entropy_with_logits
 from .classification import cross_entropy, nll_loss
 from .divergence import kl_div
 from .embedding import cosine_embedding_loss
+from .multiclass import multi_margin_loss
 from .multilabel import multilabel_soft_margin_loss
 from .margin import hinge_embedding_loss, margin_ranking_loss, soft_margin_loss
 from .regression import gaussian_nll_loss, huber_loss, l1_loss, mse_loss, poisson_nll_loss, smooth_l1_loss
@@ -26,4 +27,5 @@ __all__ = [
     "margin_ranking_loss",
     "multilabel_soft_margin_loss",
     "cosine_embedding_loss",
+    "multi_margin_loss",
 ]

@@ -20,7 +20,7 @@ CE_SHAPES = ((8192, 32000), (4096, 128000))
 BCE_N = 1 << 26
 #: The row losses' workloads (rows, row length), as in the CPU issue.
 ROW_SHAPES = {"multilabel_soft_margin_loss": (16384, 1000), "cosine_embedding_loss": (65536, 512),
-              "multi_margin_loss": (65536, 1000)}
+              "multi_margin_loss": (65536, 1000), "triplet_margin_loss": (65536, 512)}
 COPY_N = 1 << 28
 #: Timed repeats per measurement (the best is kept).
 REPEATS = 20

@@ -142,13 +142,15 @@ def _workloads(quick):
     def gathers(simd, fused):  # nll_loss reads one logit per row: no vector loops
         return 0.0
 
-    def row_loss(rows, cols, kind):  # a row loss: "labels" (0/1 of the input's shape), "pairs" (cosine), "classes"
+    def row_loss(rows, cols, kind):  # a row loss: "labels" (0/1 of the input's shape), "pairs" (cosine), "classes", "triplets"
         def make(rng):
             x = rng.standard_normal((rows, cols), dtype=np.float32)
             if kind == "labels":
                 return x, (rng.random((rows, cols)) < 0.3).astype(np.float32), {}
             if kind == "classes":
                 return x, rng.integers(0, cols, rows), {}
+            if kind == "triplets":
+                return x, rng.standard_normal((rows, cols), dtype=np.float32), {"negative": rng.standard_normal((rows, cols), dtype=np.float32)}
             return x, rng.standard_normal((rows, cols), dtype=np.float32), {"target": np.sign(rng.random(rows) - 0.5)}
 
         return make
@@ -192,6 +194,11 @@ def _workloads(quick):
         *[
             (f"multi_margin_loss{' fwd+grad' if fused else ''} {65536 // k}x1000", "multi_margin_loss",
              row_loss(65536 // k, 1000, "classes"), fused, row_kernel("multiclass", "_multi_margin_kernel"))
+            for fused in (False, True)
+        ],
+        *[
+            (f"triplet_margin_loss{' fwd+grad' if fused else ''} {65536 // k}x512", "triplet_margin_loss",
+             row_loss(65536 // k, 512, "triplets"), fused, row_kernel("embedding", "_triplet_kernel"))
             for fused in (False, True)
         ],
         ("cross_entropy fwd 64x10 (per call)", "cross_entropy", ce(64, 10), False, tiles_ce),

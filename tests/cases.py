@@ -147,10 +147,18 @@ ROWS = {
          "p2_margin_weight": lambda r, s: dict(_weight(r, s[-1:]), p=2, margin=0.6)},
     ),
 }
-#: Shapes a row loss does not take (torch raises): cosine's inputs are 1-d or 2-d; multi_margin's too,
-#: with at least one class.
-ROW_SKIP = {"cosine_embedding_loss": lambda s: len(s) > 2,
-            "multi_margin_loss": lambda s: len(s) > 2 or s[-1] == 0}
+ROWS["triplet_margin_loss"] = (
+    _reals,
+    _reals,
+    {"plain": lambda r, s: {}, "swap": lambda r, s: {"swap": True}, "p1": lambda r, s: {"p": 1},
+     "p1.5_swap": lambda r, s: {"p": 1.5, "swap": True}, "p3_margin": lambda r, s: {"p": 3, "margin": 0.4},
+     "pinf_eps0": lambda r, s: {"p": float("inf"), "eps": 0.0}, "bcast": lambda r, s: {}},
+)
+#: (shape, option) pairs a row loss does not take (torch raises; tests/test_errors.py checks ours):
+#: cosine's inputs are 1-d or 2-d; multi_margin's too, with at least one class; no inf norm of empty rows.
+ROW_SKIP = {"cosine_embedding_loss": lambda s, o: len(s) > 2,
+            "multi_margin_loss": lambda s, o: len(s) > 2 or s[-1] == 0,
+            "triplet_margin_loss": lambda s, o: s[-1] == 0 and o.startswith("pinf")}
 ROW_SHAPES = [(300, 260), (37, 129), (5,), (1, 1), (0, 4), (3, 0), (3, 4, 5)]
 
 #: The third data array of the losses that have one: name -> (its argument name, its maker).
@@ -158,6 +166,7 @@ THIRD = {
     "margin_ranking_loss": ("target", _signs),
     "gaussian_nll_loss": ("var", lambda r, s: r.uniform(0.01, 2.0, s)),
     "cosine_embedding_loss": ("target", _pair_labels),
+    "triplet_margin_loss": ("negative", _reals),
 }
 ELEMENTWISE_SHAPES = [(41, 1271), (5,), (1,), (0,), (3, 4, 5)]
 
@@ -192,7 +201,8 @@ def row_case(name, shape, dtype, option, rng):
     label target travels in ``kwargs``, as a third data array)."""
     make_x, make_t, options = ROWS[name]
     x = make_x(rng, shape).astype(dtype)
-    tshape = shape if option != "bcast" else ((1,) + shape[-1:] if len(shape) > 1 and name in THIRD else shape[-1:])
+    # "bcast": one row, with the input's number of dimensions where the loss needs it (cosine, triplet)
+    tshape = shape if option != "bcast" else ((1,) * (len(shape) - 1) + shape[-1:] if name in THIRD else shape[-1:])
     t = make_t(rng, tshape)
     t = t.astype(dtype) if t.dtype.kind == "f" else t  # class indices stay integers
     kwargs = dict(third(name, rng, shape, dtype), **options[option](rng, shape))
@@ -232,9 +242,9 @@ def all_cases():
                     out.append((name, shape, option, reduction))
     for name, (_, _, options) in ROWS.items():
         for shape in ROW_SHAPES:
-            if name in ROW_SKIP and ROW_SKIP[name](shape):
-                continue
             for option in list(options)[: 1 if shape == ROW_SHAPES[0] else None]:
+                if name in ROW_SKIP and ROW_SKIP[name](shape, option):
+                    continue
                 for reduction in REDUCTIONS:
                     out.append((name, shape, option, reduction))
     return out

@@ -350,3 +350,45 @@ def multi_margin_loss(x, target, p=1, margin=1.0, weight=None, reduction="mean",
     grad = (g * w[y] / C)[:, None] * d
     grad[n, y] = -grad.sum(axis=1)
     return _reduce(per, reduction, per.size), grad.reshape(x.shape)
+
+
+def _pnorm(v, p):
+    """``(|v|_p over the last axis, d |v|_p / d v)``: 0 where the norm or the entry is 0; for ``inf`` the
+    slope is split among the entries equal to the max (torch's norm backward)."""
+    a = np.abs(v)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if np.isinf(p):
+            d = a.max(axis=-1, initial=0.0)
+            at_max = a == d[..., None]
+            slope = np.sign(v) * at_max / np.maximum(at_max.sum(axis=-1, keepdims=True), 1)
+        else:
+            d = (a**p).sum(axis=-1) ** (1.0 / p)
+            slope = np.sign(v) * (a / d[..., None]) ** (p - 1)
+        slope = np.where((d[..., None] == 0) | (v == 0), 0.0 * v, slope)
+    return d, slope
+
+
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6, swap=False, reduction="mean",
+                        grad_output=None):
+    """``max(0, d(a, p) - d(a, n) + margin)``, ``d(x, y) = |x - y + eps|_p`` (``swap``: ``min(d(a, n), d(p, n))``,
+    half the gradient each at a tie); gradients from :func:`_pnorm`'s slopes."""
+    a0, p0, n0 = (np.asarray(v, np.float64) for v in (anchor, positive, negative))
+    a, pp, n = np.broadcast_arrays(a0, p0, n0)
+    d_ap, q_ap = _pnorm(a - pp + eps, p)
+    d_an, q_an = _pnorm(a - n + eps, p)
+    d_pn, q_pn = _pnorm(pp - n + eps, p)
+    if swap:
+        s_an = np.where(d_an < d_pn, 1.0, np.where(d_pn < d_an, 0.0, 0.5))
+        d_neg = np.where(d_an < d_pn, d_an, np.where(d_pn < d_an, d_pn, d_an + 0.0 * d_pn))
+    else:
+        s_an, d_neg = np.ones_like(d_an), d_an
+    s_pn = (1.0 - s_an) if swap else np.zeros_like(d_an)
+    with np.errstate(invalid="ignore"):
+        u = d_ap - d_neg + margin
+        per = np.where(u < 0, 0.0, u)
+        c = (u >= 0).astype(float)
+    g = (_scale(reduction, grad_output, per.size, per.shape) * c)[..., None]
+    ga = g * (q_ap - s_an[..., None] * q_an)
+    gp = g * (-q_ap - s_pn[..., None] * q_pn)
+    gn = g * (s_an[..., None] * q_an + s_pn[..., None] * q_pn)
+    return _reduce(per, reduction, per.size), (_sum_to(ga, a0.shape), _sum_to(gp, p0.shape), _sum_to(gn, n0.shape))

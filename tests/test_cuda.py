@@ -67,6 +67,9 @@ ROW_CASES = [
     ("cosine_embedding_loss", (0, 3), "plain", np.float32),
     ("multi_margin_loss", (3, 5), "p2_margin_weight", np.float32),
     ("multi_margin_loss", (4,), "weight", np.float64),
+    ("triplet_margin_loss", (2, 5), "p1.5_swap", np.float32),
+    ("triplet_margin_loss", (2, 1, 4), "pinf_eps0", np.float64),
+    ("triplet_margin_loss", (4,), "swap", np.float64),
 ]
 
 

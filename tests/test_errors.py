@@ -271,3 +271,19 @@ def test_multilabel_soft_margin_shapes():
 def test_cosine_embedding_shapes(a, b, y, message):
     with pytest.raises((TypeError, ValueError), match=re.escape(message)):
         numbaloss.cosine_embedding_loss(a, b, y)
+
+
+@pytest.mark.parametrize("kwargs, shapes, message", [
+    (dict(margin=0.0), None, "margin must be greater than 0, got 0.0"),
+    (dict(margin=-1.0), None, "margin must be greater than 0, got -1.0"),
+    (dict(p=0), None, "p must be a positive number (inf included), got 0"),
+    (dict(p=-1.5), None, "p must be a positive number (inf included), got -1.5"),
+    (dict(p="2"), None, "p must be a positive number"),
+    ({}, ((4, 5), (5,), (4, 5)), "expected to have the same number of dimensions, but got: anchor 2D, positive 1D, and negative 2D inputs"),
+    ({}, ((4, 5), (4, 3), (4, 5)), "anchor of shape (4, 5), positive of shape (4, 3), negative of shape (4, 5) do not broadcast together"),
+    (dict(p=float("inf")), ((4, 0), (4, 0), (4, 0)), "the inf norm of an empty row is undefined"),
+])
+def test_triplet_margin_options_and_shapes(kwargs, shapes, message):
+    a, p, n = (np.ones(s) for s in shapes) if shapes else (P, T, T + 0.5)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        numbaloss.triplet_margin_loss(a, p, n, **kwargs)

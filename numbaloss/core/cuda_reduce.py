@@ -72,6 +72,33 @@ def group_sum(v, sm, tid, G):
 
 
 @cuda.jit(device=True)
+def nan_max(a, b):
+    """``max(a, b)``, NaN if either is: commutative and associative, so any order gives the same result."""
+    return b if (b > a or b != b) else a
+
+
+@cuda.jit(device=True)
+def group_max(v, sm, tid, G):
+    """Max of ``v`` over the ``G`` threads of a group, NaN propagating, returned to every thread
+    (:func:`group_sum`'s butterfly and warp order; a max does not depend on the order at all)."""
+    v = float64(v)
+    d = WARP // 2
+    while d > 0:
+        v = nan_max(v, _shfl_xor(v, d, sm, tid))
+        d //= 2
+    if G > WARP:
+        cuda.syncthreads()
+        if tid % WARP == 0:
+            sm[tid // WARP] = v
+        cuda.syncthreads()
+        v = sm[0]
+        for k in range(1, G // WARP):
+            v = nan_max(v, sm[k])
+        cuda.syncthreads()
+    return v
+
+
+@cuda.jit(device=True)
 def merge_max_exp(m1, s1, m2, s2):
     """Merge two online ``(max, sum exp(x - max))`` pairs; a -inf max adds nothing, NaN sums stay NaN.
 

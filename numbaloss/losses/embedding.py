@@ -1,4 +1,4 @@
-r"""Embedding losses over pairs of rows: ``cosine_embedding_loss``.
+r"""Embedding losses over pairs of rows: ``cosine_embedding_loss``, ``triplet_margin_loss``.
 
 A row loss: sums over each row (the embedding dimension) first, then a per-row
 finish, then the batch reduction.  The scalar per-row finish below is shared by
@@ -7,6 +7,7 @@ the host code around the kernel is :mod:`numbaloss.core.rows`.
 """
 
 import math
+import numbers
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from ..core import reduce, rows
 from ..core import vmath as vm
 from ..core.dispatch import host_array, host_param
 from ..core.elementwise import sum_to_shape
-from ..core.jit import blocked, scalar
+from ..core.jit import blocked, scalar, serial
 from ..core.registry import register, run
 from ..core.validate import broadcast_shape, float_dtype
 
@@ -46,7 +47,162 @@ def cosine_row(s12, s11, s22, y, margin):
     return loss, c, cos, den, m1, m2
 
 
-# ------------------------------------------------------------------ CPU kernel
+#: How a p-norm is computed, by ``p``: a sum of ``|v|``, of ``v^2``, of ``|v|^p``, or the max ``|v|``.
+NORM_L1, NORM_L2, NORM_LP, NORM_INF = 1, 2, 0, 3
+
+
+def norm_kind(p):
+    """The :data:`NORM_L1`... kind of a p-norm (``p > 0``, ``inf`` included)."""
+    return {1.0: NORM_L1, 2.0: NORM_L2, float("inf"): NORM_INF}.get(float(p), NORM_LP)
+
+
+@scalar
+def power_term(v, p, kind):
+    """``|v|^p`` in float64 (``|v|`` for the max norm, whose terms are compared, not summed)."""
+    a = abs(np.float64(v))
+    if kind == NORM_L2:
+        return a * a
+    if kind == NORM_LP:
+        return a**p
+    return a
+
+
+@scalar
+def norm_of(total, p, kind):
+    """The p-norm from its summed terms (the max itself for ``inf``)."""
+    if kind == NORM_L2:
+        return math.sqrt(total)
+    if kind == NORM_LP:
+        return total ** (1.0 / p)
+    return total
+
+
+@scalar
+def norm_slope(v, d, count, p, kind):
+    """``d |v|_p / d v_i`` for an entry ``v`` of a vector of norm ``d`` (float64): ``v / d``, ``sign(v)``,
+    ``sign(v) (|v| / d)^(p - 1)``, or for ``inf`` ``sign(v) / count`` at the ``count`` entries equal to the max
+    (torch splits it).  0 where ``d = 0`` or ``v = 0``, as torch's norm backward."""
+    v = np.float64(v)
+    if d == 0.0 or v == 0.0:
+        return 0.0 * v  # NaN stays NaN
+    sign = 1.0 if v > 0.0 else -1.0
+    if kind == NORM_L2:
+        return v / d
+    if kind == NORM_L1:
+        return sign
+    if kind == NORM_LP:
+        return sign * (abs(v) / d) ** (p - 1.0)
+    return sign / count if abs(v) == d else 0.0 * v
+
+
+@scalar
+def triplet_row(d_ap, d_an, d_pn, swap, margin):
+    """``(loss, c, s_an, s_pn)``: ``max(0, d_ap - d_neg + margin)`` with ``d_neg = d_an``, or with ``swap``
+    ``min(d_an, d_pn)``; ``c = [u >= 0]`` (the tie passes) and the shares of ``d_neg``'s gradient going to
+    ``d_an`` and ``d_pn`` (half each at a tie, as torch's minimum)."""
+    s_an = 1.0
+    s_pn = 0.0
+    d_neg = d_an
+    if swap:
+        if d_pn < d_an:
+            s_an = 0.0
+            s_pn = 1.0
+            d_neg = d_pn
+        elif not d_an < d_pn:  # a tie, or NaN (which the min propagates)
+            s_an = 0.5
+            s_pn = 0.5
+            d_neg = d_an if d_an == d_pn else d_an + d_pn
+    u = d_ap - d_neg + margin
+    return (0.0 if u < 0.0 else u), (1.0 if u >= 0.0 else 0.0), s_an, s_pn
+
+
+# ------------------------------------------------------------------ CPU kernels
+@serial
+def _row_norm(v, terms, scratch, p, kind):
+    """``(|v|_p, how many entries equal the max)`` of one row ``v``: terms summed pairwise in float64
+    (``inf``: the max, NaN propagating, and its count)."""
+    n = v.size
+    if kind == NORM_INF:
+        m = 0.0
+        for i in range(n):
+            a = abs(np.float64(v[i]))
+            m = a if (a > m or a != a) else m
+        count = 0.0
+        for i in range(n):
+            count += 1.0 if abs(np.float64(v[i])) == m else 0.0
+        return m, count
+    for i in range(n):
+        terms[i] = power_term(v[i], p, kind)
+    return norm_of(reduce.tree_sum(terms, scratch), p, kind), 1.0
+
+
+@serial
+def _row_slopes(v, d, count, p, kind, out):
+    """``out = d |v|_p / d v`` (:func:`norm_slope`) in ``out``'s dtype."""
+    if kind == NORM_L2 and d != 0.0:  # the common case, vectorized in the input's dtype
+        inv = vm.like(1.0 / d, out)
+        for i in range(v.size):
+            out[i] = v[i] * inv
+        return
+    for i in range(v.size):
+        out[i] = norm_slope(v[i], d, count, p, kind)
+
+
+@blocked
+def _triplet_kernel(b, a, pos, neg, margin, p, kind, eps, swap, rpb, gscale, gstride, loss_rows, ga, gp, gn, partials):
+    """Rows ``b * rpb`` on of the triplet ``(a, pos, neg)`` (``(N, D)``): the distances
+    ``|a - pos + eps|_p``, ``|a - neg + eps|_p`` (and ``|pos - neg + eps|_p`` with ``swap``), the loss
+    (:func:`triplet_row`) and, with ``ga``, the three gradients ``c g`` times the distances' slopes."""
+    N, D = a.shape
+    r0 = b * rpb
+    r1 = min(r0 + rpb, N)
+    e = vm.like(eps, a)
+    v_ap = np.empty(D, a.dtype)
+    v_an = np.empty(D, a.dtype)
+    v_pn = np.empty(D, a.dtype)
+    q_ap = np.empty(D, a.dtype)
+    q_an = np.empty(D, a.dtype)
+    q_pn = np.empty(D, a.dtype)
+    terms = np.empty(D)
+    scratch = np.empty((D + 1) // 2)
+    for r in range(r0, r1):
+        ar = a[r]
+        pr = pos[r]
+        nr = neg[r]
+        for i in range(D):
+            v_ap[i] = ar[i] - pr[i] + e
+            v_an[i] = ar[i] - nr[i] + e
+        d_ap, c_ap = _row_norm(v_ap, terms, scratch, p, kind)
+        d_an, c_an = _row_norm(v_an, terms, scratch, p, kind)
+        d_pn = 0.0
+        c_pn = 1.0
+        if swap:
+            for i in range(D):
+                v_pn[i] = pr[i] - nr[i] + e
+            d_pn, c_pn = _row_norm(v_pn, terms, scratch, p, kind)
+        loss, c, s_an, s_pn = triplet_row(d_ap, d_an, d_pn, swap, margin)
+        loss_rows[r] = loss
+        if ga is not None:
+            g = gscale[r * gstride] * c  # c = 0 still carries a NaN row's NaN, as torch's chain
+            _row_slopes(v_ap, d_ap, c_ap, p, kind, q_ap)
+            _row_slopes(v_an, d_an, c_an, p, kind, q_an)
+            if swap:
+                _row_slopes(v_pn, d_pn, c_pn, p, kind, q_pn)
+            else:
+                q_pn[:] = 0.0
+            g0 = vm.like(g, a)
+            g_an = vm.like(g * s_an, a)
+            g_pn = vm.like(g * s_pn, a)
+            oa = ga[r]
+            op = gp[r]
+            on = gn[r]
+            for i in range(D):
+                oa[i] = g0 * q_ap[i] - g_an * q_an[i]
+                op[i] = -(g0 * q_ap[i]) - g_pn * q_pn[i]
+                on[i] = g_an * q_an[i] + g_pn * q_pn[i]
+    partials[b] = reduce.tree_sum(loss_rows[r0:r1], np.empty((r1 - r0 + 1) // 2))
+
+
 @blocked
 def _cosine_kernel(b, x1, x2, y, margin, rpb, gscale, gstride, loss_rows, g1, g2, partials):
     """Rows ``b * rpb`` on of ``x1``, ``x2`` (``(N, D)``): the three sums in float64 (pairwise), the
@@ -167,3 +323,84 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean", 
     """
     return run(cosine_embedding_loss.spec, (input1, input2, target), {"margin": margin}, reduction, return_grad,
                grad_output)
+
+
+# ------------------------------------------------------------------ triplet_margin_loss
+def triplet_layout(shapes, margin, p):
+    """torch's rules for the triplet losses: ``(input shape, loss shape)``: the three arrays have the
+    same number of dimensions (1-d: one triplet) and broadcast together; the distance runs over the
+    last dimension.  ``margin`` must be positive; ``p`` (None for a distance function) positive."""
+    names = ("anchor", "positive", "negative")
+    if margin <= 0:
+        raise ValueError(f"margin must be greater than 0, got {margin}")
+    if p is not None and not (isinstance(p, numbers.Real) and p > 0):
+        raise ValueError(f"p must be a positive number (inf included), got {p!r}: numbaloss computes p-norms only")
+    nd = [len(s) for s in shapes]
+    if len(set(nd)) != 1:
+        raise ValueError("The anchor, positive, and negative tensors are expected to have the same number of dimensions, "
+                         f"but got: anchor {nd[0]}D, positive {nd[1]}D, and negative {nd[2]}D inputs")
+    if nd[0] == 0:
+        raise ValueError("the triplet losses need inputs with at least 1 dimension, got 0-d arrays")
+    try:
+        shape = np.broadcast_shapes(*map(tuple, shapes))
+    except ValueError:
+        raise ValueError(", ".join(f"{n} of shape {tuple(s)}" for n, s in zip(names, shapes)) + " do not broadcast together") from None
+    if p is not None and math.isinf(p) and shape[-1] == 0:
+        raise ValueError("the inf norm of an empty row is undefined (torch raises too): the rows have length 0")
+    return shape, shape[:-1]
+
+
+def _triplet_cpu(spec, anchor, positive, negative, *, reduction, return_grad, grad_output, margin=1.0, p=2.0, eps=1e-6,
+                 swap=False):
+    a = host_array(anchor, "anchor")
+    dtype = float_dtype(a.dtype, "anchor")
+    pos = host_param(host_array(positive, "positive"), "positive", dtype)
+    neg = host_param(host_array(negative, "negative"), "negative", dtype)
+    shape, loss_shape = triplet_layout((a.shape, pos.shape, neg.shape), margin, p)
+    ar, pr, nr = (_rows(v, shape, dtype) for v in (a, pos, neg))
+    N, D = ar.shape
+    rpb = rows.rows_per_block(D)
+    nb = reduce.n_blocks(N, rpb)
+    loss_rows = np.empty(N)
+    partials = np.empty(nb)
+    grads = [np.empty((N, D), dtype) if return_grad else None for _ in range(3)]
+    gscale, gstride = rows.grad_scale(reduction, grad_output, loss_shape, return_grad)
+    _triplet_kernel(nb, ar, pr, nr, float(margin), float(p), norm_kind(p), float(eps), bool(swap), rpb, gscale, gstride,
+                    loss_rows, *grads, partials, work=N * D * (3 if swap else 2))
+    value = rows.finish(reduction, loss_rows, partials, dtype, loss_shape)
+    if not return_grad:
+        return value, ()
+    return value, tuple(sum_to_shape(g.reshape(shape), v.shape) for g, v in zip(grads, (a, pos, neg)))
+
+
+@register(module="TripletMarginLoss", cpu=_triplet_cpu, cuda="numbaloss.losses.embedding_cuda",
+          arrays=("anchor", "positive", "negative"), grads=("anchor", "positive", "negative"), mean="the triplets (rows)",
+          family=rows.Rows())
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6, swap=False, reduction="mean", *,
+                        return_grad=False, grad_output=None):
+    r"""Triplet margin loss, as ``torch.nn.functional.triplet_margin_loss``.
+
+    .. math::
+        \ell_n = \max(0,\ d(a_n, p_n) - d(a_n, n_n) + m), \quad d(x, y) = \lVert x - y + \epsilon 
+Vert_p,
+        \qquad rac{\partial \ell_n}{\partial a_n} = [\ell_n 	ext{ active}]
+        \Bigl(rac{\partial d(a_n, p_n)}{\partial a_n} - rac{\partial d(a_n, n_n)}{\partial a_n}\Bigr)
+
+    with :math:`\partial \lVert v 
+Vert_p / \partial v_i = \operatorname{sign}(v_i) (|v_i| / \lVert v 
+Vert_p)^{p - 1}`
+    (0 where :math:`v_i = 0` or the norm is 0, as torch; for ``p = inf`` split among the entries
+    equal to the max).  ``swap`` replaces :math:`d(a, n)` by :math:`\min(d(a, n), d(p, n))` (half the
+    gradient each at a tie, as torch).  ``eps`` is added to the difference, as torch's
+    ``pairwise_distance``.  Inputs ``(..., D)`` with the same number of dimensions, broadcast
+    together; the loss has their shape less the last dimension.  ``margin > 0`` and ``p > 0`` (``inf``
+    included); gradients come back as ``(g_anchor, g_positive, g_negative)``.
+
+    Example:
+        >>> import numpy as np, numbaloss
+        >>> a, p, n = np.array([[0.0, 0.0]]), np.array([[3.0, 4.0]]), np.array([[1.0, 0.0]])
+        >>> numbaloss.triplet_margin_loss(a, p, n, eps=0.0, reduction="none")
+        array([5.])
+    """
+    return run(triplet_margin_loss.spec, (anchor, positive, negative), {"margin": margin, "p": p, "eps": eps, "swap": swap},
+               reduction, return_grad, grad_output)

@@ -1,6 +1,7 @@
-"""``cosine_embedding_loss`` on the GPU: one thread block per row, its three sums in a fixed order.
+"""``cosine_embedding_loss`` and ``triplet_margin_loss`` on the GPU: one thread block per row, the
+row's sums in a fixed order.
 
-The per-row finish is the CPU kernel's (:func:`numbaloss.losses.embedding.cosine_row`).
+The per-row finishes and the norms' formulas are the CPU kernels' (:mod:`numbaloss.losses.embedding`).
 Imported by name only when a CUDA array arrives.
 """
 
@@ -9,9 +10,10 @@ from numba import cuda, float64
 
 from ..core import cuda_host
 from ..core.cuda_host import device_grad_scale, finish_rows
-from ..core.cuda_reduce import TPB, group_sum
+from ..core.cuda_reduce import TPB, group_max, group_sum, nan_max
 from ..core.validate import float_dtype
-from .embedding import cosine_layout, cosine_row
+from .embedding import (NORM_INF, cosine_layout, cosine_row, norm_kind, norm_of, norm_slope, power_term, triplet_layout,
+                        triplet_row)
 
 
 @cuda.jit
@@ -52,20 +54,27 @@ def _cosine_rows(x1, x2, y, margin, gscale, g0, n_rows, is_mean, loss_rows, g1, 
             g2[r, d] = ga * a - b2 * c
 
 
-def _rows(call, a, name, shape, dtype):
+def _rows(call, a, name, shape, dtype, together="input1 and input2"):
     """``a`` as a contiguous device ``(rows, D)`` array of the loss's input shape."""
+    first = together.split(",")[0].split(" ")[0]
     if tuple(a.shape) != tuple(shape):
-        raise ValueError(f"{name} of shape {tuple(a.shape)}: on the device input1 and input2 must have the same shape "
+        raise ValueError(f"{name} of shape {tuple(a.shape)}: on the device {together} must have the same shape "
                          f"{tuple(shape)}; broadcast them first")
     if np.dtype(a.dtype) != dtype:
-        raise TypeError(f"{name} on the device must have input1's dtype {dtype}, got {np.dtype(a.dtype)}")
+        raise TypeError(f"{name} on the device must have {first}'s dtype {dtype}, got {np.dtype(a.dtype)}")
     if not a.is_c_contiguous():
         raise ValueError(f"{name}: non-contiguous Numba device arrays are not supported here; pass a contiguous array")
     return a.reshape(int(np.prod(shape[:-1], dtype=np.int64)), shape[-1])
 
 
-def run(spec, input1, input2, target, *, reduction, return_grad, grad_output, margin=0.0):
-    """The device path of ``cosine_embedding_loss`` (see :class:`numbaloss.core.registry.Loss`)."""
+def run(spec, *arrays, **options):
+    """The device path of ``cosine_embedding_loss`` and ``triplet_margin_loss`` (see
+    :class:`numbaloss.core.registry.Loss`)."""
+    return (run_triplet if spec.name == "triplet_margin_loss" else run_cosine)(spec, *arrays, **options)
+
+
+def run_cosine(spec, input1, input2, target, *, reduction, return_grad, grad_output, margin=0.0):
+    """The device path of ``cosine_embedding_loss``."""
     call = cuda_host.Call(input1)
     x1 = call.input(input1, "input1")
     x2 = call.input(input2, "input2")
@@ -92,3 +101,90 @@ def run(spec, input1, input2, target, *, reduction, return_grad, grad_output, ma
     if not return_grad:
         return value, ()
     return value, (call.result(g1.reshape(shape)), call.result(g2.reshape(shape)))
+
+
+@cuda.jit
+def _triplet_rows(a, pos, neg, margin, p, kind, eps, swap, gscale, g0, n_rows, is_mean, loss_rows, ga, gp, gn):
+    """Row ``blockIdx.x``: the two (three with ``swap``) distances (threads stride over the row, then
+    :func:`group_sum`, or :func:`group_max` for ``p = inf``), the loss and the three gradients."""
+    sm = cuda.shared.array(TPB, float64)
+    r = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    D = a.shape[1]
+    s_ap = 0.0
+    s_an = 0.0
+    s_pn = 0.0
+    m_ap = 0.0
+    m_an = 0.0
+    m_pn = 0.0
+    for i in range(tid, D, TPB):
+        v_ap = a[r, i] - pos[r, i] + eps
+        v_an = a[r, i] - neg[r, i] + eps
+        v_pn = pos[r, i] - neg[r, i] + eps
+        s_ap += power_term(v_ap, p, kind)
+        s_an += power_term(v_an, p, kind)
+        m_ap = nan_max(m_ap, abs(float64(v_ap)))
+        m_an = nan_max(m_an, abs(float64(v_an)))
+        if swap:
+            s_pn += power_term(v_pn, p, kind)
+            m_pn = nan_max(m_pn, abs(float64(v_pn)))
+    if kind == NORM_INF:
+        d_ap = group_max(m_ap, sm, tid, TPB)
+        d_an = group_max(m_an, sm, tid, TPB)
+        d_pn = group_max(m_pn, sm, tid, TPB) if swap else 0.0
+    else:
+        d_ap = norm_of(group_sum(s_ap, sm, tid, TPB), p, kind)
+        d_an = norm_of(group_sum(s_an, sm, tid, TPB), p, kind)
+        d_pn = norm_of(group_sum(s_pn, sm, tid, TPB), p, kind) if swap else 0.0
+    # for p = inf: how many entries reach each max (the gradient is split among them)
+    c_ap = 1.0
+    c_an = 1.0
+    c_pn = 1.0
+    if kind == NORM_INF and ga.size > 0:
+        k_ap = 0.0
+        k_an = 0.0
+        k_pn = 0.0
+        for i in range(tid, D, TPB):
+            k_ap += 1.0 if abs(float64(a[r, i] - pos[r, i] + eps)) == d_ap else 0.0
+            k_an += 1.0 if abs(float64(a[r, i] - neg[r, i] + eps)) == d_an else 0.0
+            k_pn += 1.0 if abs(float64(pos[r, i] - neg[r, i] + eps)) == d_pn else 0.0
+        c_ap = group_sum(k_ap, sm, tid, TPB)
+        c_an = group_sum(k_an, sm, tid, TPB)
+        c_pn = group_sum(k_pn, sm, tid, TPB)
+    loss, c, sh_an, sh_pn = triplet_row(d_ap, d_an, d_pn, swap, margin)
+    if tid == 0:
+        loss_rows[r] = loss
+    if ga.size > 0:
+        g = gscale[r] if gscale.size > 0 else g0
+        if is_mean:
+            g = g / n_rows
+        g = g * c
+        for i in range(tid, D, TPB):
+            q_ap = norm_slope(a[r, i] - pos[r, i] + eps, d_ap, c_ap, p, kind)
+            q_an = norm_slope(a[r, i] - neg[r, i] + eps, d_an, c_an, p, kind)
+            q_pn = norm_slope(pos[r, i] - neg[r, i] + eps, d_pn, c_pn, p, kind) if swap else 0.0
+            ga[r, i] = g * q_ap - g * sh_an * q_an
+            gp[r, i] = -(g * q_ap) - g * sh_pn * q_pn
+            gn[r, i] = g * sh_an * q_an + g * sh_pn * q_pn
+
+
+def run_triplet(spec, anchor, positive, negative, *, reduction, return_grad, grad_output, margin=1.0, p=2.0, eps=1e-6,
+                swap=False):
+    """The device path of ``triplet_margin_loss``."""
+    call = cuda_host.Call(anchor)
+    views = [call.input(v, n) for v, n in ((anchor, "anchor"), (positive, "positive"), (negative, "negative"))]
+    dtype = float_dtype(views[0].dtype, "anchor")
+    shape, loss_shape = triplet_layout([v.shape for v in views], margin, p)
+    a, pos, neg = (_rows(call, v, n, shape, dtype, "anchor, positive and negative")
+                   for v, n in zip(views, ("anchor", "positive", "negative")))
+    N, D = a.shape
+    gscale, g0 = device_grad_scale(call, reduction, grad_output, loss_shape, return_grad)
+    grads = [call.empty((N, D), dtype) if return_grad else call.nothing(dtype, 2) for _ in range(3)]
+    loss_rows = call.empty(N, np.float64)
+    if N:
+        call.launch(_triplet_rows, N, a, pos, neg, float(margin), float(p), norm_kind(p), dtype.type(eps), bool(swap),
+                    gscale, g0, float(N), reduction == "mean", loss_rows, *grads)
+    value = finish_rows(call, reduction, loss_rows, (call.nothing(np.float64), float(N)), dtype, loss_shape)
+    if not return_grad:
+        return value, ()
+    return value, tuple(call.result(g.reshape(shape)) for g in grads)

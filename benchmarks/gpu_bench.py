@@ -20,7 +20,8 @@ CE_SHAPES = ((8192, 32000), (4096, 128000))
 BCE_N = 1 << 26
 #: The row losses' workloads (rows, row length), as in the CPU issue.
 ROW_SHAPES = {"multilabel_soft_margin_loss": (16384, 1000), "cosine_embedding_loss": (65536, 512),
-              "multi_margin_loss": (65536, 1000), "triplet_margin_loss": (65536, 512)}
+              "multi_margin_loss": (65536, 1000), "triplet_margin_loss": (65536, 512),
+              "multilabel_margin_loss": (16384, 1000)}
 COPY_N = 1 << 28
 #: Timed repeats per measurement (the best is kept).
 REPEATS = 20
@@ -219,6 +220,9 @@ def row_inputs(name, rows, cols):
         data[a] = (v > 0.5).float() if kind == "labels" else (torch.sign(v) if kind == "signs" else v)
         if kind == "classes":
             data[a] = torch.randint(0, cols, shape, device=dev)
+        if kind == "label_lists":  # five labels per row, then -1
+            lab = torch.randint(0, cols, shape, device=dev)
+            data[a] = torch.where(torch.arange(cols, device=dev) < 5, lab, torch.full_like(lab, -1))
     return data
 
 

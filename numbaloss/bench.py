@@ -149,6 +149,8 @@ def _workloads(quick):
                 return x, (rng.random((rows, cols)) < 0.3).astype(np.float32), {}
             if kind == "classes":
                 return x, rng.integers(0, cols, rows), {}
+            if kind == "label_lists":  # five labels per row, then -1
+                return x, np.where(np.arange(cols) < 5, rng.integers(0, cols, (rows, cols)), -1), {}
             if kind == "triplets":
                 return x, rng.standard_normal((rows, cols), dtype=np.float32), {"negative": rng.standard_normal((rows, cols), dtype=np.float32)}
             return x, rng.standard_normal((rows, cols), dtype=np.float32), {"target": np.sign(rng.random(rows) - 0.5)}
@@ -199,6 +201,11 @@ def _workloads(quick):
         *[
             (f"triplet_margin_loss{' fwd+grad' if fused else ''} {65536 // k}x512", "triplet_margin_loss",
              row_loss(65536 // k, 512, "triplets"), fused, row_kernel("embedding", "_triplet_kernel"))
+            for fused in (False, True)
+        ],
+        *[
+            (f"multilabel_margin_loss{' fwd+grad' if fused else ''} {16384 // k}x1000 (5 labels)", "multilabel_margin_loss",
+             row_loss(16384 // k, 1000, "label_lists"), fused, row_kernel("multilabel", "_mlm_kernel"))
             for fused in (False, True)
         ],
         ("cross_entropy fwd 64x10 (per call)", "cross_entropy", ce(64, 10), False, tiles_ce),
@@ -357,7 +364,8 @@ def sample_inputs(spec, n, dtype, rng, classes=10):
     if isinstance(spec.family, Rows):  # rows of 16; labels, signs or reals as the loss takes them
         rows, kinds = max(1, n // 16), dict(spec.family.values)
         make = {"labels": lambda s: (rng.random(s) < 0.5).astype(dtype), "reals": lambda s: rng.standard_normal(s).astype(dtype),
-                "signs": lambda s: np.sign(rng.random(s) - 0.5).astype(dtype), "classes": lambda s: rng.integers(0, 16, s)}
+                "signs": lambda s: np.sign(rng.random(s) - 0.5).astype(dtype), "classes": lambda s: rng.integers(0, 16, s),
+                "label_lists": lambda s: np.where(np.arange(s[-1]) < 3, rng.integers(0, s[-1], s), -1)}
         return tuple(make[kinds.get(a, "reals")]((rows,) if a in spec.family.per_row else (rows, 16)) for a in spec.arrays)
     if not isinstance(spec.family, Elementwise):
         rows = max(1, n // classes)

@@ -154,11 +154,27 @@ ROWS["triplet_margin_loss"] = (
      "p1.5_swap": lambda r, s: {"p": 1.5, "swap": True}, "p3_margin": lambda r, s: {"p": 3, "margin": 0.4},
      "pinf_eps0": lambda r, s: {"p": float("inf"), "eps": 0.0}, "bcast": lambda r, s: {}},
 )
+def _label_lists(rng, shape):
+    """multilabel_margin_loss's target: per row some classes (duplicates possible), a -1, then any
+    entries in [-1, C) (ignored, but range-checked)."""
+    C = shape[-1]
+    y = rng.integers(-1, C, shape)
+    flat = y.reshape(-1, C) if C else y.reshape(0, 0)
+    for row in flat:
+        k = rng.integers(0, C + 1)
+        row[:k] = rng.integers(0, C, k)
+        if k < C:
+            row[k] = -1
+    return y
+
+
+ROWS["multilabel_margin_loss"] = (_reals, _label_lists, {"plain": lambda r, s: {}})
 #: (shape, option) pairs a row loss does not take (torch raises; tests/test_errors.py checks ours):
 #: cosine's inputs are 1-d or 2-d; multi_margin's too, with at least one class; no inf norm of empty rows.
 ROW_SKIP = {"cosine_embedding_loss": lambda s, o: len(s) > 2,
             "multi_margin_loss": lambda s, o: len(s) > 2 or s[-1] == 0,
-            "triplet_margin_loss": lambda s, o: s[-1] == 0 and o.startswith("pinf")}
+            "triplet_margin_loss": lambda s, o: s[-1] == 0 and o.startswith("pinf"),
+            "multilabel_margin_loss": lambda s, o: len(s) > 2 or s[-1] == 0}
 ROW_SHAPES = [(300, 260), (37, 129), (5,), (1, 1), (0, 4), (3, 0), (3, 4, 5)]
 
 #: The third data array of the losses that have one: name -> (its argument name, its maker).

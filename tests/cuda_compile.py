@@ -87,6 +87,8 @@ def signatures():
         add(multilabel_cuda, "_mlsm_rows", (M, M, M, F, f64, f64, b1, F, M))
         add(embedding_cuda, "_cosine_rows", (M, M, F, f64, F, f64, f64, b1, F, M, M))
         add(embedding_cuda, "_triplet_rows", (M, M, M, f64, f64, i64, dt, b1, F, f64, f64, b1, F, M, M, M))
+        for it in (types.int64, types.int32):  # labels of any (signed) integer dtype
+            add(multilabel_cuda, "_mlm_rows", (M, _arr(it, 2), F, f64, f64, b1, F, M, _arr(types.int8, 2), I))
         for it in (types.int64, types.int32, types.uint8):  # class indices of any integer dtype
             add(multiclass_cuda, "_multi_margin_rows", (M, _arr(it), D, b1, dt, F, f64, f64, b1, F, M, I))
         add(elementwise_cuda, "sum_to_param_kernel", (D, D, I))

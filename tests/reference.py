@@ -392,3 +392,30 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6,
     gp = g * (-q_ap - s_pn[..., None] * q_pn)
     gn = g * (s_an[..., None] * q_an + s_pn[..., None] * q_pn)
     return _reduce(per, reduction, per.size), (_sum_to(ga, a0.shape), _sum_to(gp, p0.shape), _sum_to(gn, n0.shape))
+
+
+def multilabel_margin_loss(x, target, reduction="mean", grad_output=None):
+    """``sum_{j < k} sum_{d not a label} max(0, 1 - x_{y_j} + x_d) / C`` per row (labels before the first
+    -1, duplicates counted twice, NaN terms skipped); gradient ``+1/C`` at ``d``, ``-1/C`` at ``y_j``
+    per active pair."""
+    x = np.asarray(x, np.float64)
+    C = x.shape[-1]
+    rows = x.reshape(-1, C)
+    ys = np.asarray(target).reshape(-1, C)
+    per = np.zeros(rows.shape[0])
+    dz = np.zeros_like(rows)
+    for r, (xr, yr) in enumerate(zip(rows, ys)):
+        end = np.flatnonzero(yr < 0)
+        labels = yr[: end[0] if end.size else C]
+        others = np.ones(C, bool)
+        others[labels] = False
+        for t in labels:
+            with np.errstate(invalid="ignore"):
+                z = 1 - xr[t] + xr
+                active = others & (z > 0)
+            per[r] += z[active].sum()
+            dz[r, active] += 1.0
+            dz[r, t] -= active.sum()
+    per = (per / C).reshape(x.shape[:-1])
+    g = _scale(reduction, grad_output, per.size, per.shape).reshape(-1)
+    return _reduce(per, reduction, per.size), (g[:, None] * dz / C).reshape(x.shape)

@@ -70,6 +70,8 @@ ROW_CASES = [
     ("triplet_margin_loss", (2, 5), "p1.5_swap", np.float32),
     ("triplet_margin_loss", (2, 1, 4), "pinf_eps0", np.float64),
     ("triplet_margin_loss", (4,), "swap", np.float64),
+    ("multilabel_margin_loss", (3, 5), "plain", np.float32),
+    ("multilabel_margin_loss", (4,), "plain", np.float64),
 ]
 
 
@@ -149,6 +151,12 @@ def test_multi_margin_target_out_of_bounds_on_device():
     for bad in (5, -1):
         with pytest.raises(IndexError, match=re.escape(f"Target {bad} is out of bounds. (at target index (2,); valid classes are 0..4)")):
             numbaloss.multi_margin_loss(to_dev(x), to_dev(np.array([0, 1, bad, 3])), return_grad=True)
+
+
+def test_multilabel_margin_label_out_of_range_on_device():
+    x = np.random.default_rng(14).standard_normal((2, 4))
+    with pytest.raises(IndexError, match=re.escape("Target 7 is out of bounds. (at target index (1, 2);")):
+        numbaloss.multilabel_margin_loss(to_dev(x), to_dev(np.array([[0, -1, 0, 0], [3, -1, 7, 1]])), return_grad=True)
 
 
 def test_third_array_and_its_gradient_on_device():

@@ -287,3 +287,24 @@ def test_triplet_margin_options_and_shapes(kwargs, shapes, message):
     a, p, n = (np.ones(s) for s in shapes) if shapes else (P, T, T + 0.5)
     with pytest.raises(ValueError, match=re.escape(message)):
         numbaloss.triplet_margin_loss(a, p, n, **kwargs)
+
+
+@pytest.mark.parametrize("row, pos", [([3, -1, 7, 1], (1, 2)), ([-2, 0, 0, 1], (1, 0)), ([5, -1, 0, 1], (1, 0)),
+                                      ([0, 1, 2, 3], None)])
+def test_multilabel_margin_labels_out_of_range(row, pos):
+    x = rng.standard_normal((2, 4))
+    t = np.array([[0, -1, 0, 0], row])
+    if pos is None:  # no -1 at all: every entry is a label
+        assert np.isfinite(numbaloss.multilabel_margin_loss(x, t))
+        return
+    with pytest.raises(IndexError, match=re.escape(f"Target {row[pos[1]]} is out of bounds. (at target index {pos};")):
+        numbaloss.multilabel_margin_loss(x, t, return_grad=True)
+
+
+@pytest.mark.parametrize("x, t, message", [
+    (X, Y, "inconsistent target size: [4] for input of size: [4, 5]"),
+    (X[None], Y[None], "Expected non-empty vector or matrix with optional 0-dim batch size, but got: [1, 4, 5]"),
+])
+def test_multilabel_margin_shapes(x, t, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        numbaloss.multilabel_margin_loss(x, t)

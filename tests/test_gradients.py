@@ -31,6 +31,7 @@ FD_CASES.update({
     "multilabel_soft_margin_loss": [dict(), dict(weight="full")],
     "cosine_embedding_loss": [dict(margin=-0.3), dict(margin=0.2)],
     "multi_margin_loss": [dict(weight=np.array([0.5, 2.0, 1.0, 1.5])), dict(p=2, margin=0.7)],
+    "multilabel_margin_loss": [dict()],
     "triplet_margin_loss": [dict(), dict(p=1.5, swap=True, margin=2.0), dict(p=3, margin=2.0)],
 })
 FD_IDS = [(name, i) for name, cases in FD_CASES.items() for i in range(len(cases))]

@@ -214,6 +214,10 @@ def test_layouts_and_inputs_untouched(name):
     if name == "cosine_embedding_loss":  # 2-d inputs, one 1 / -1 label per row
         x, t, t_layouts = x[..., 1], t[..., 1], [a[..., 1] for a in t_layouts]
         r = np.sign(r[:, ::2, 0] - 1.0)[:, 0]  # strided
+    if name == "multilabel_margin_loss":  # 2-d input, label rows of its shape
+        t = np.array([[0, 2, -1, 9, 9][:5]] * 8)
+        t[:, 3:] = rng.integers(-1, 5, (8, 2))
+        x, t_layouts = x[..., 1], [t, np.asfortranarray(t), np.repeat(t, 2, axis=1)[:, ::2]]
     if name == "multi_margin_loss":  # 2-d input, one class per row
         t = rng.integers(0, 5, (8, 2))
         x, t, t_layouts = x[..., 1], t[:, 0], [t[:, 0], np.ascontiguousarray(t[:, 0])]

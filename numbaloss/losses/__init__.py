@@ -6,7 +6,7 @@ from .classification import cross_entropy, nll_loss
 from .divergence import kl_div
 from .embedding import cosine_embedding_loss, triplet_margin_loss
 from .multiclass import multi_margin_loss
-from .multilabel import multilabel_soft_margin_loss
+from .multilabel import multilabel_margin_loss, multilabel_soft_margin_loss
 from .margin import hinge_embedding_loss, margin_ranking_loss, soft_margin_loss
 from .regression import gaussian_nll_loss, huber_loss, l1_loss, mse_loss, poisson_nll_loss, smooth_l1_loss
 
@@ -29,4 +29,5 @@ __all__ = [
     "cosine_embedding_loss",
     "multi_margin_loss",
     "triplet_margin_loss",
+    "multilabel_margin_loss",
 ]

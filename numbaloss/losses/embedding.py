@@ -282,15 +282,8 @@ def _cosine_cpu(spec, input1, input2, target, *, reduction, return_grad, grad_ou
     c = _rows(x2, shape, dtype)
     N, D = a.shape
     yr = np.ascontiguousarray(np.broadcast_to(y, loss_shape), np.float64).reshape(N)
-    rpb = rows.rows_per_block(D)
-    nb = reduce.n_blocks(N, rpb)
-    loss_rows = np.empty(N)
-    partials = np.empty(nb)
-    g1 = np.empty((N, D), dtype) if return_grad else None
-    g2 = np.empty((N, D), dtype) if return_grad else None
-    gscale, gstride = rows.grad_scale(reduction, grad_output, loss_shape, return_grad)
-    _cosine_kernel(nb, a, c, yr, float(margin), rpb, gscale, gstride, loss_rows, g1, g2, partials, work=N * D)
-    value = rows.finish(reduction, loss_rows, partials, dtype, loss_shape)
+    value, (g1, g2), _ = rows.launch(_cosine_kernel, (a, c, yr, float(margin)), N, D, loss_shape, dtype, reduction,
+                                     grad_output, return_grad, grads=2)
     if not return_grad:
         return value, ()
     return value, (sum_to_shape(g1.reshape(shape), x1.shape), sum_to_shape(g2.reshape(shape), x2.shape))
@@ -359,15 +352,9 @@ def _triplet_cpu(spec, anchor, positive, negative, *, reduction, return_grad, gr
     shape, loss_shape = triplet_layout((a.shape, pos.shape, neg.shape), margin, p)
     ar, pr, nr = (_rows(v, shape, dtype) for v in (a, pos, neg))
     N, D = ar.shape
-    rpb = rows.rows_per_block(D)
-    nb = reduce.n_blocks(N, rpb)
-    loss_rows = np.empty(N)
-    partials = np.empty(nb)
-    grads = [np.empty((N, D), dtype) if return_grad else None for _ in range(3)]
-    gscale, gstride = rows.grad_scale(reduction, grad_output, loss_shape, return_grad)
-    _triplet_kernel(nb, ar, pr, nr, float(margin), float(p), norm_kind(p), float(eps), bool(swap), rpb, gscale, gstride,
-                    loss_rows, *grads, partials, work=N * D * (3 if swap else 2))
-    value = rows.finish(reduction, loss_rows, partials, dtype, loss_shape)
+    data = (ar, pr, nr, float(margin), float(p), norm_kind(p), float(eps), bool(swap))
+    value, grads, _ = rows.launch(_triplet_kernel, data, N, D, loss_shape, dtype, reduction, grad_output, return_grad,
+                                  grads=3, work=N * D * (3 if swap else 2))
     if not return_grad:
         return value, ()
     return value, tuple(sum_to_shape(g.reshape(shape), v.shape) for g, v in zip(grads, (a, pos, neg)))

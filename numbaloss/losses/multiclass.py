@@ -117,20 +117,11 @@ def _multi_margin_cpu(spec, input, target, *, reduction, return_grad, grad_outpu
     N, C, loss_shape, squared = multi_margin_layout(x.shape, t.shape, t.dtype, None if w is None else w.shape, p)
     xr = np.ascontiguousarray(x).reshape(N, C)
     y = np.ascontiguousarray(t).reshape(N)
-    rpb = rows.rows_per_block(C)
-    nb = reduce.n_blocks(N, rpb)
-    loss_rows = np.empty(N)
-    partials = np.empty(nb)
-    bad = np.empty(nb, np.int64)
-    grad = np.empty((N, C), dtype) if return_grad else None
-    gscale, gstride = rows.grad_scale(reduction, grad_output, loss_shape, return_grad)
-    w_arr = np.empty(0, dtype) if w is None else w
-    _multi_margin_kernel(nb, xr, y, w_arr, squared, float(margin), rpb, gscale, gstride, loss_rows, grad, partials, bad,
-                         work=N * C)
-    pos = reduce.first_flag(bad)
+    data = (xr, y, np.empty(0, dtype) if w is None else w, squared, float(margin))
+    value, (grad,), pos = rows.launch(_multi_margin_kernel, data, N, C, loss_shape, dtype, reduction, grad_output,
+                                      return_grad, checked=True)
     if pos >= 0:
         raise_out_of_bounds(t, pos, C)
-    value = rows.finish(reduction, loss_rows, partials, dtype, loss_shape)
     return (value, (grad.reshape(x.shape),)) if return_grad else (value, ())
 
 

@@ -1,4 +1,4 @@
-r"""Multi-label losses over a row of classes: ``multilabel_soft_margin_loss``.
+r"""Multi-label losses over a row of classes: ``multilabel_soft_margin_loss``, ``multilabel_margin_loss``.
 
 A row loss: per-element terms summed over the last dimension (the classes),
 divided by their number, then reduced over the batch.  The scalar formulas
@@ -15,7 +15,7 @@ from ..core.dispatch import host_array, host_param
 from ..core.elementwise import sum_to_shape
 from ..core.jit import blocked, scalar
 from ..core.registry import register, run
-from ..core.validate import broadcast_shape, float_dtype
+from ..core.validate import broadcast_shape, float_dtype, integer_dtype
 
 
 # ------------------------------------------------------------------ formulas
@@ -116,14 +116,8 @@ def _mlsm_cpu(spec, input, target, *, reduction, return_grad, grad_output, weigh
         xr = np.ascontiguousarray(np.broadcast_to(x, shape), dtype).reshape(N, C)
     tr = _as_rows(t, shape, dtype)
     wr = np.empty((0, C), dtype) if w is None else _as_rows(w, shape, dtype)
-    rpb = rows.rows_per_block(C)
-    nb = reduce.n_blocks(N, rpb)
-    loss_rows = np.empty(N)
-    partials = np.empty(nb)
-    grad = np.empty((N, C), dtype) if return_grad else None
-    gscale, gstride = rows.grad_scale(reduction, grad_output, loss_shape, return_grad)
-    _mlsm_kernel(nb, xr, tr, wr, rpb, gscale, gstride, loss_rows, grad, partials, work=N * C)
-    value = rows.finish(reduction, loss_rows, partials, dtype, loss_shape)
+    value, (grad,), _ = rows.launch(_mlsm_kernel, (xr, tr, wr), N, C, loss_shape, dtype, reduction, grad_output,
+                                    return_grad)
     if not return_grad:
         return value, ()
     return value, (sum_to_shape(grad.reshape(shape), x.shape),)
@@ -149,3 +143,129 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean", *,
         array([0.3048])
     """
     return run(multilabel_soft_margin_loss.spec, (input, target), {"weight": weight}, reduction, return_grad, grad_output)
+
+
+# ------------------------------------------------------------------ multilabel_margin_loss
+@scalar
+def label_hinge(x_target, x_other):
+    """``max(0, 1 - x_t + x_d)``: 0 for a NaN argument (torch tests ``z > 0``: NaN terms are skipped)."""
+    z = vm.like(1.0, x_other) - x_target + x_other
+    return z if z > vm.like(0.0, z) else vm.like(0.0, z)
+
+
+@blocked
+def _mlm_kernel(b, x, y, rpb, gscale, gstride, loss_rows, grad, partials, bad):
+    """Rows ``b * rpb`` on of ``x`` (``(N, C)``) with ``-1``-terminated label rows ``y``: ``loss_rows[r] =
+    sum_{t in labels} sum_{d not a label} max(0, 1 - x_t + x_d) / C`` (a label listed twice counts twice,
+    as torch); the gradient ``g / C`` per active pair, ``+`` at ``d`` and ``-`` at ``t``.  Every entry of
+    a row, those after the ``-1`` too, must be in ``[-1, C)``, checked before any label is read
+    through: a bad row gets 0 and ``bad[b]`` the first bad entry's flat position."""
+    N, C = x.shape
+    r0 = b * rpb
+    r1 = min(r0 + rpb, N)
+    is_label = np.empty(C, np.bool_)
+    terms = np.empty(C, x.dtype)
+    scratch = np.empty((C + 1) // 2)
+    zero = vm.like(0.0, x)
+    first_bad = -1
+    for r in range(r0, r1):
+        ys = y[r]
+        ok = True
+        for j in range(C):
+            if ys[j] < -1 or ys[j] >= C:
+                ok = False
+                if first_bad < 0:
+                    first_bad = r * C + j
+                break
+        if not ok:
+            loss_rows[r] = 0.0
+            continue
+        k = C  # labels before the first -1
+        for j in range(C):
+            if ys[j] < 0:
+                k = j
+                break
+        is_label[:] = False
+        for j in range(k):
+            is_label[np.int64(ys[j])] = True
+        xs = x[r]
+        gc = zero
+        if grad is not None:
+            grad[r] = zero
+            gc = vm.like(gscale[r * gstride] / C, x)
+        total = 0.0
+        for j in range(k):
+            t = np.int64(ys[j])
+            xt = xs[t]
+            for d in range(C):
+                terms[d] = zero if is_label[d] else label_hinge(xt, xs[d])
+            total += reduce.tree_sum(terms, scratch)
+            if grad is not None:  # the active pairs are the positive terms (an integer count: it vectorizes)
+                gr = grad[r]
+                count = 0
+                for d in range(C):
+                    on = terms[d] > zero
+                    gr[d] += gc if on else zero
+                    count += 1 if on else 0
+                gr[t] -= vm.like(count, x) * gc
+        loss_rows[r] = total / C
+    partials[b] = reduce.tree_sum(loss_rows[r0:r1], np.empty((r1 - r0 + 1) // 2))
+    bad[b] = first_bad
+
+
+def multilabel_margin_layout(x_shape, t_shape, t_dtype):
+    """torch's rules: ``(N, C, loss shape)``; a 1-d input is one sample."""
+    x_shape, t_shape = tuple(x_shape), tuple(t_shape)
+    if len(x_shape) not in (1, 2) or x_shape[-1] == 0:
+        raise ValueError(f"Expected non-empty vector or matrix with optional 0-dim batch size, but got: {list(x_shape)}")
+    integer_dtype(t_dtype)
+    if t_shape != x_shape:
+        raise ValueError(f"inconsistent target size: {list(t_shape)} for input of size: {list(x_shape)}")
+    return (x_shape[0] if len(x_shape) == 2 else 1), x_shape[-1], x_shape[:-1]
+
+
+def raise_label_out_of_range(target, pos, n_classes):
+    """IndexError for the label at flat position ``pos`` of ``target`` (a device view too)."""
+    value = target.reshape(-1)[pos] if hasattr(target, "reshape") else target[pos]
+    where = np.unravel_index(pos, target.shape)
+    raise IndexError(f"Target {value} is out of bounds. (at target index {tuple(int(i) for i in where)}; every entry, "
+                     f"those after the first -1 too, must be a class in 0..{n_classes - 1} or -1)")
+
+
+def _mlm_cpu(spec, input, target, *, reduction, return_grad, grad_output):
+    x = host_array(input, "input")
+    t = host_array(target, "target")
+    dtype = float_dtype(x.dtype)
+    N, C, loss_shape = multilabel_margin_layout(x.shape, t.shape, t.dtype)
+    xr = np.ascontiguousarray(x).reshape(N, C)
+    yr = np.ascontiguousarray(t).reshape(N, C)
+    value, (grad,), pos = rows.launch(_mlm_kernel, (xr, yr), N, C, loss_shape, dtype, reduction, grad_output, return_grad,
+                                      checked=True)
+    if pos >= 0:
+        raise_label_out_of_range(t, pos, C)
+    return (value, (grad.reshape(x.shape),)) if return_grad else (value, ())
+
+
+@register(module="MultiLabelMarginLoss", cpu=_mlm_cpu, cuda="numbaloss.losses.multilabel_cuda", mean="the samples (rows)",
+          family=rows.Rows(values=(("target", "label_lists"),)))
+def multilabel_margin_loss(input, target, reduction="mean", *, return_grad=False, grad_output=None):
+    r"""Multi-label hinge loss, as ``torch.nn.functional.multilabel_margin_loss``.
+
+    .. math::
+        \ell_n = \frac{1}{C} \sum_{j < k_n} \sum_{d \notin T_n} \max(0, 1 - x_{n y_{nj}} + x_{nd}), \qquad
+        \frac{\partial \ell_n}{\partial x_{nd}} = \frac{1}{C} \#\{j : z_{njd} > 0\}\ (d \notin T_n), \quad
+        \frac{\partial \ell_n}{\partial x_{nt}} = -\frac{1}{C} \sum_{j : y_{nj} = t} \#\{d \notin T_n : z_{njd} > 0\}
+
+    ``target`` has the input's shape (``(N, C)`` or ``(C,)``): each row lists the sample's classes,
+    ended by the first ``-1`` (``k_n`` labels, :math:`T_n` their set; a class listed twice counts
+    twice, as torch).  Every entry, those after the ``-1`` too, must be -1 or a class (IndexError
+    otherwise, naming it, before any is read through).  NaN terms are skipped and the tie
+    ``z = 0`` passes no gradient, as torch.
+
+    Example:
+        >>> import numpy as np, numbaloss
+        >>> x = np.array([[0.1, 0.2, 0.4, 0.8]])
+        >>> round(float(numbaloss.multilabel_margin_loss(x, np.array([[3, 0, -1, 1]]))), 4)
+        0.85
+    """
+    return run(multilabel_margin_loss.spec, (input, target), {}, reduction, return_grad, grad_output)

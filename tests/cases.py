@@ -2,6 +2,7 @@
 
 import zlib
 
+import numba
 import numpy as np
 
 CLASS_SHAPES = [(41, 1271), (5, 3), (1, 1), (0, 4), (7,), (4, 5, 3, 2), (3, 6, 0)]
@@ -168,6 +169,31 @@ def _label_lists(rng, shape):
     return y
 
 
+@numba.njit
+def l1_distance(x, y):
+    """A user's distance for triplet_margin_with_distance_loss: ``sum |x - y|`` of two rows."""
+    return np.abs(x - y).sum()
+
+
+@numba.njit
+def l1_distance_grad(x, y, gx, gy):
+    """Its gradient: ``sign(x - y)`` and ``-sign(x - y)`` (0 at a tie)."""
+    for i in range(x.size):
+        s = 1.0 if x[i] > y[i] else (-1.0 if x[i] < y[i] else 0.0)
+        gx[i] = s
+        gy[i] = -s
+
+
+#: The torch twin of each test distance (run_torch passes it to torch).
+TORCH_DISTANCES = {l1_distance: lambda x, y: (x - y).abs().sum(-1)}
+L1 = (l1_distance, l1_distance_grad)
+
+ROWS["triplet_margin_with_distance_loss"] = (
+    _reals,
+    _reals,
+    {"plain": lambda r, s: {}, "swap_margin": lambda r, s: {"swap": True, "margin": 0.5},
+     "l1": lambda r, s: {"distance_function": L1, "margin": 2.0}, "l1_swap": lambda r, s: {"distance_function": L1, "swap": True}},
+)
 ROWS["multilabel_margin_loss"] = (_reals, _label_lists, {"plain": lambda r, s: {}})
 #: (shape, option) pairs a row loss does not take (torch raises; tests/test_errors.py checks ours):
 #: cosine's inputs are 1-d or 2-d; multi_margin's too, with at least one class; no inf norm of empty rows.
@@ -183,6 +209,7 @@ THIRD = {
     "gaussian_nll_loss": ("var", lambda r, s: r.uniform(0.01, 2.0, s)),
     "cosine_embedding_loss": ("target", _pair_labels),
     "triplet_margin_loss": ("negative", _reals),
+    "triplet_margin_with_distance_loss": ("negative", _reals),
 }
 ELEMENTWISE_SHAPES = [(41, 1271), (5,), (1,), (0,), (3, 4, 5)]
 

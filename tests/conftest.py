@@ -83,6 +83,8 @@ def run_torch(name, x, target, kwargs, grad_output=None):
     for k in spec.arrays[2:]:
         if k in kw and not isinstance(kw[k], float):
             kw[k] = tensor(k, kw[k])
+    if kw.get("distance_function") is not None:  # a Numba (distance, gradient) pair: its torch twin
+        kw["distance_function"] = cases.TORCH_DISTANCES[kw["distance_function"][0]]
     loss = getattr(F, name)(xt, tt, **kw)
     go = torch.ones_like(loss) if grad_output is None else torch.as_tensor(np.asarray(grad_output, x.dtype)).expand_as(loss)
     loss.backward(go)

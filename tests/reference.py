@@ -419,3 +419,34 @@ def multilabel_margin_loss(x, target, reduction="mean", grad_output=None):
     per = (per / C).reshape(x.shape[:-1])
     g = _scale(reduction, grad_output, per.size, per.shape).reshape(-1)
     return _reduce(per, reduction, per.size), (g[:, None] * dz / C).reshape(x.shape)
+
+
+def triplet_margin_with_distance_loss(anchor, positive, negative, distance_function=None, margin=1.0, swap=False,
+                                      reduction="mean", grad_output=None):
+    """:func:`triplet_margin_loss` (``p = 2``, ``eps = 1e-6``) without a distance function; with a
+    ``(distance, gradient)`` pair, their Python bodies row by row and the same hinge, swap and sums."""
+    if distance_function is None:
+        return triplet_margin_loss(anchor, positive, negative, margin=margin, swap=swap, reduction=reduction,
+                                   grad_output=grad_output)
+    dist, grad = (f.py_func for f in distance_function)
+    a0, p0, n0 = (np.asarray(v, np.float64) for v in (anchor, positive, negative))
+    shape = np.broadcast_shapes(a0.shape, p0.shape, n0.shape)
+    a, pp, n = (v.reshape(int(np.prod(shape[:-1])), shape[-1]) for v in np.broadcast_arrays(a0, p0, n0))
+
+    def pair(x, y):
+        d = np.array([dist(xr, yr) for xr, yr in zip(x, y)])
+        gx, gy = np.zeros_like(x), np.zeros_like(y)
+        for r in range(x.shape[0]):
+            grad(x[r], y[r], gx[r], gy[r])
+        return d, gx, gy
+
+    (d_ap, ap_a, ap_p), (d_an, an_a, an_n), (d_pn, pn_p, pn_n) = pair(a, pp), pair(a, n), pair(pp, n)
+    s_an = np.where(d_an < d_pn, 1.0, np.where(d_pn < d_an, 0.0, 0.5)) if swap else np.ones_like(d_an)
+    s_pn = 1.0 - s_an if swap else np.zeros_like(d_an)
+    u = margin + d_ap - (s_an * d_an + s_pn * d_pn if swap else d_an)
+    per = np.where(u < 0, 0.0, u).reshape(shape[:-1])
+    g = (_scale(reduction, grad_output, per.size, per.shape).reshape(-1) * (u >= 0))[:, None]
+    ga = g * (ap_a - s_an[:, None] * an_a)
+    gp = g * (ap_p - s_pn[:, None] * pn_p)
+    gn = g * (-s_an[:, None] * an_n - s_pn[:, None] * pn_n)
+    return _reduce(per, reduction, per.size), tuple(_sum_to(q.reshape(shape), v.shape) for q, v in zip((ga, gp, gn), (a0, p0, n0)))

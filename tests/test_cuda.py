@@ -71,6 +71,7 @@ ROW_CASES = [
     ("triplet_margin_loss", (2, 1, 4), "pinf_eps0", np.float64),
     ("triplet_margin_loss", (4,), "swap", np.float64),
     ("multilabel_margin_loss", (3, 5), "plain", np.float32),
+    ("triplet_margin_with_distance_loss", (2, 5), "swap_margin", np.float64),
     ("multilabel_margin_loss", (4,), "plain", np.float64),
 ]
 
@@ -151,6 +152,14 @@ def test_multi_margin_target_out_of_bounds_on_device():
     for bad in (5, -1):
         with pytest.raises(IndexError, match=re.escape(f"Target {bad} is out of bounds. (at target index (2,); valid classes are 0..4)")):
             numbaloss.multi_margin_loss(to_dev(x), to_dev(np.array([0, 1, bad, 3])), return_grad=True)
+
+
+def test_triplet_distance_function_is_cpu_only():
+    from tests.cases import L1
+
+    x = to_dev(np.ones((2, 3)))
+    with pytest.raises(TypeError, match="distance_function: a Numba CPU function cannot run on CUDA arrays"):
+        numbaloss.triplet_margin_with_distance_loss(x, x, x, distance_function=L1)
 
 
 def test_multilabel_margin_label_out_of_range_on_device():

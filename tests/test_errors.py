@@ -308,3 +308,18 @@ def test_multilabel_margin_labels_out_of_range(row, pos):
 def test_multilabel_margin_shapes(x, t, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         numbaloss.multilabel_margin_loss(x, t)
+
+
+def test_triplet_distance_function_kinds():
+    from tests.cases import L1
+
+    a, p, n = P, T, T + 0.5
+    with pytest.raises(TypeError, match=re.escape("distance_function must be a Numba @njit function of two 1-d rows (decorate it with @numba.njit)")):
+        numbaloss.triplet_margin_with_distance_loss(a, p, n, distance_function=lambda x, y: 0.0)
+    with pytest.raises(TypeError, match="its gradient must be a Numba @njit function"):
+        numbaloss.triplet_margin_with_distance_loss(a, p, n, distance_function=(L1[0], lambda x, y, gx, gy: None))
+    with pytest.raises(NotImplementedError, match=re.escape("return_grad=True with a distance_function needs its gradient")):
+        numbaloss.triplet_margin_with_distance_loss(a, p, n, distance_function=L1[0], return_grad=True)
+    assert np.isfinite(numbaloss.triplet_margin_with_distance_loss(a, p, n, distance_function=L1[0]))  # values alone
+    with pytest.raises(ValueError, match="margin must be greater than 0, got 0"):
+        numbaloss.triplet_margin_with_distance_loss(a, p, n, margin=0)

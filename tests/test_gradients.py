@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import numbaloss
-from tests.cases import ELEMENTWISE, ROWS, third
+from tests.cases import ELEMENTWISE, L1, ROWS, third
 from tests.conftest import LOSSES
 
 FD_CASES = {
@@ -32,6 +32,7 @@ FD_CASES.update({
     "cosine_embedding_loss": [dict(margin=-0.3), dict(margin=0.2)],
     "multi_margin_loss": [dict(weight=np.array([0.5, 2.0, 1.0, 1.5])), dict(p=2, margin=0.7)],
     "multilabel_margin_loss": [dict()],
+    "triplet_margin_with_distance_loss": [dict(swap=True), dict(distance_function=L1, swap=True, margin=2.0)],
     "triplet_margin_loss": [dict(), dict(p=1.5, swap=True, margin=2.0), dict(p=3, margin=2.0)],
 })
 FD_IDS = [(name, i) for name, cases in FD_CASES.items() for i in range(len(cases))]

@@ -123,6 +123,12 @@ def kernel(fn):
     return Kernel(fn)
 
 
+def uncached(fn):
+    """A serial compiled function that takes a user's compiled function as an argument (Numba
+    specializes it per function and cannot cache such code on disk)."""
+    return numba.njit(**dict(OPTIONS, cache=False))(fn)
+
+
 def serial(fn):
     """A serial compiled function: scalar math, row helpers, small loops."""
     return numba.njit(**OPTIONS)(fn)

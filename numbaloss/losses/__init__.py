@@ -4,7 +4,7 @@ functions, imports only :mod:`numbaloss.core`, and registers its losses on impor
 from .binary import binary_cross_entropy, binary_cross_entropy_with_logits
 from .classification import cross_entropy, nll_loss
 from .divergence import kl_div
-from .embedding import cosine_embedding_loss, triplet_margin_loss
+from .embedding import cosine_embedding_loss, triplet_margin_loss, triplet_margin_with_distance_loss
 from .multiclass import multi_margin_loss
 from .multilabel import multilabel_margin_loss, multilabel_soft_margin_loss
 from .margin import hinge_embedding_loss, margin_ranking_loss, soft_margin_loss
@@ -30,4 +30,5 @@ __all__ = [
     "multi_margin_loss",
     "triplet_margin_loss",
     "multilabel_margin_loss",
+    "triplet_margin_with_distance_loss",
 ]

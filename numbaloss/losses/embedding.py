@@ -15,7 +15,7 @@ from ..core import reduce, rows
 from ..core import vmath as vm
 from ..core.dispatch import host_array, host_param
 from ..core.elementwise import sum_to_shape
-from ..core.jit import blocked, scalar, serial
+from ..core.jit import blocked, scalar, serial, uncached
 from ..core.registry import register, run
 from ..core.validate import broadcast_shape, float_dtype
 
@@ -112,7 +112,7 @@ def triplet_row(d_ap, d_an, d_pn, swap, margin):
             s_an = 0.5
             s_pn = 0.5
             d_neg = d_an if d_an == d_pn else d_an + d_pn
-    u = d_ap - d_neg + margin
+    u = margin + d_ap - d_neg  # torch's order of the additions
     return (0.0 if u < 0.0 else u), (1.0 if u >= 0.0 else 0.0), s_an, s_pn
 
 
@@ -343,14 +343,21 @@ def triplet_layout(shapes, margin, p):
     return shape, shape[:-1]
 
 
-def _triplet_cpu(spec, anchor, positive, negative, *, reduction, return_grad, grad_output, margin=1.0, p=2.0, eps=1e-6,
-                 swap=False):
+def _triplet_rows(anchor, positive, negative, margin, p):
+    """The triplet as host arrays (positive and negative in the anchor's dtype), checked
+    (:func:`triplet_layout`), and as contiguous ``(rows, D)`` arrays of the broadcast shape:
+    ``(arrays, rows, dtype, shape, loss shape)``."""
     a = host_array(anchor, "anchor")
     dtype = float_dtype(a.dtype, "anchor")
     pos = host_param(host_array(positive, "positive"), "positive", dtype)
     neg = host_param(host_array(negative, "negative"), "negative", dtype)
     shape, loss_shape = triplet_layout((a.shape, pos.shape, neg.shape), margin, p)
-    ar, pr, nr = (_rows(v, shape, dtype) for v in (a, pos, neg))
+    return (a, pos, neg), tuple(_rows(v, shape, dtype) for v in (a, pos, neg)), dtype, shape, loss_shape
+
+
+def _triplet_cpu(spec, anchor, positive, negative, *, reduction, return_grad, grad_output, margin=1.0, p=2.0, eps=1e-6,
+                 swap=False):
+    (a, pos, neg), (ar, pr, nr), dtype, shape, loss_shape = _triplet_rows(anchor, positive, negative, margin, p)
     N, D = ar.shape
     data = (ar, pr, nr, float(margin), float(p), norm_kind(p), float(eps), bool(swap))
     value, grads, _ = rows.launch(_triplet_kernel, data, N, D, loss_shape, dtype, reduction, grad_output, return_grad,
@@ -391,3 +398,108 @@ Vert_p)^{p - 1}`
     """
     return run(triplet_margin_loss.spec, (anchor, positive, negative), {"margin": margin, "p": p, "eps": eps, "swap": swap},
                reduction, return_grad, grad_output)
+
+
+# ------------------------------------------------------------------ triplet_margin_with_distance_loss
+@uncached
+def _row_distances(distance, x, y, out):
+    """``out[r] = distance(x[r], y[r])`` for every row (the user's compiled function; float64)."""
+    for r in range(x.shape[0]):
+        out[r] = distance(x[r], y[r])
+
+
+@uncached
+def _row_distance_grads(gradient, x, y, gx, gy):
+    """``gradient(x[r], y[r], gx[r], gy[r])`` for every row: the user's function writes the gradients
+    of its distance with respect to both rows."""
+    for r in range(x.shape[0]):
+        gradient(x[r], y[r], gx[r], gy[r])
+
+
+def distance_pair(distance_function):
+    """``(distance, gradient or None)`` from the ``distance_function`` option: a Numba ``@njit``
+    function, or a pair ``(distance, gradient)`` of them.  A plain Python callable is a TypeError."""
+    from numba.core.dispatcher import Dispatcher
+
+    fn, grad = distance_function if isinstance(distance_function, tuple) else (distance_function, None)
+    for f, what in ((fn, "distance_function"), (grad, "its gradient")):
+        if f is not None and not isinstance(f, Dispatcher):
+            raise TypeError(f"{what} must be a Numba @njit function of two 1-d rows (decorate it with @numba.njit), "
+                            f"got {type(f).__name__}")
+    return fn, grad
+
+
+def _triplet_distance_cpu(spec, anchor, positive, negative, *, reduction, return_grad, grad_output,
+                          distance_function=None, margin=1.0, swap=False):
+    if distance_function is None:  # torch's pairwise_distance: the triplet kernel, p = 2, eps = 1e-6
+        return _triplet_cpu(spec, anchor, positive, negative, reduction=reduction, return_grad=return_grad,
+                            grad_output=grad_output, margin=margin, swap=swap)
+    distance, gradient = distance_pair(distance_function)
+    if return_grad and gradient is None:
+        raise NotImplementedError("return_grad=True with a distance_function needs its gradient: pass "
+                                  "distance_function=(distance, gradient), gradient(x, y, gx, gy) an @njit function "
+                                  "writing d distance / dx into gx and d distance / dy into gy")
+    (a, pos, neg), (ar, pr, nr), dtype, shape, loss_shape = _triplet_rows(anchor, positive, negative, margin, None)
+    N, D = ar.shape
+    d = np.empty((3, N))
+    pairs = ((ar, pr), (ar, nr), (pr, nr))[: 3 if swap else 2]
+    for k, (x, y) in enumerate(pairs):
+        _row_distances(distance, x, y, d[k])
+    d_ap, d_an = d[0], d[1]
+    with np.errstate(invalid="ignore"):
+        if swap:  # torch's minimum: NaN propagates, a tie splits the gradient
+            d_pn = d[2]
+            s_an = np.where(d_an < d_pn, 1.0, np.where(d_pn < d_an, 0.0, 0.5))
+            d_neg = np.where(d_pn < d_an, d_pn, np.where(d_an < d_pn, d_an, d_an + 0.0 * d_pn))
+        else:
+            s_an, d_neg = np.ones(N), d_an
+        u = margin + d_ap - d_neg
+        loss_rows = np.where(u < 0.0, 0.0, u)
+    value = rows.finish(reduction, loss_rows, loss_rows, dtype, loss_shape)  # pairwise over the rows
+    if not return_grad:
+        return value, ()
+    gscale, gstride = rows.grad_scale(reduction, grad_output, loss_shape, True)
+    g = (np.broadcast_to(gscale, (N,)) if gstride == 0 else gscale) * (u >= 0)
+    out = []
+    for x, y in pairs:
+        gx, gy = np.zeros((N, D), dtype), np.zeros((N, D), dtype)
+        _row_distance_grads(gradient, x, y, gx, gy)
+        out.append((gx, gy))
+    (dap_a, dap_p), (dan_a, dan_n) = out[:2]
+    dpn_p, dpn_n = out[2] if swap else (0.0, 0.0)
+    s_pn = (1.0 - s_an) if swap else np.zeros(N)
+    gc = g[:, None]
+    ga = gc * (dap_a - s_an[:, None] * dan_a)
+    gp = gc * (dap_p - s_pn[:, None] * dpn_p)
+    gn = gc * (-s_an[:, None] * dan_n - s_pn[:, None] * dpn_n)
+    return value, tuple(sum_to_shape(np.asarray(q, dtype).reshape(shape), v.shape) for q, v in zip((ga, gp, gn), (a, pos, neg)))
+
+
+@register(module="TripletMarginWithDistanceLoss", cpu=_triplet_distance_cpu, cuda="numbaloss.losses.embedding_cuda",
+          arrays=("anchor", "positive", "negative"), grads=("anchor", "positive", "negative"), mean="the triplets (rows)",
+          family=rows.Rows())
+def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_function=None, margin=1.0, swap=False,
+                                      reduction="mean", return_grad=False, grad_output=None):
+    r"""Triplet margin loss with a distance of your own, as ``torch.nn.functional.triplet_margin_with_distance_loss``.
+
+    .. math::
+        \ell_n = \max(0,\ m + d(a_n, p_n) - d(a_n, n_n)), \qquad
+        \frac{\partial \ell_n}{\partial a_n} = [\ell_n \text{ active}]\,\bigl(\partial_1 d(a_n, p_n) - \partial_1 d(a_n, n_n)\bigr)
+
+    (``swap``: :math:`\min(d(a, n), d(p, n))`, as :func:`triplet_margin_loss`).  ``distance_function``:
+    None (torch's ``pairwise_distance``, ``p = 2``, ``eps = 1e-6``: :func:`triplet_margin_loss`'s kernels, CPU
+    and CUDA, gradients included); or a Numba ``@njit`` function ``distance(x, y)`` of two 1-d rows
+    returning a float (CPU), applied to each row of the inputs' last dimension.  For gradients pass
+    the pair ``(distance, gradient)``, ``gradient(x, y, gx, gy)`` an ``@njit`` function writing
+    ``d distance / d x`` into ``gx`` and ``d distance / d y`` into ``gy``; with a distance alone
+    ``return_grad=True`` raises NotImplementedError.  A plain Python callable raises TypeError.
+
+    Example:
+        >>> import numpy as np, numba, numbaloss
+        >>> l1 = numba.njit(lambda x, y: np.abs(x - y).sum())
+        >>> a, p, n = np.array([[0.0, 0.0]]), np.array([[1.0, 1.0]]), np.array([[0.5, 0.0]])
+        >>> numbaloss.triplet_margin_with_distance_loss(a, p, n, distance_function=l1, reduction="none")
+        array([2.5])
+    """
+    return run(triplet_margin_with_distance_loss.spec, (anchor, positive, negative),
+               {"distance_function": distance_function, "margin": margin, "swap": swap}, reduction, return_grad, grad_output)

@@ -68,8 +68,13 @@ def _rows(call, a, name, shape, dtype, together="input1 and input2"):
 
 
 def run(spec, *arrays, **options):
-    """The device path of ``cosine_embedding_loss`` and ``triplet_margin_loss`` (see
+    """The device path of ``cosine_embedding_loss`` and the triplet losses (see
     :class:`numbaloss.core.registry.Loss`)."""
+    if spec.name == "triplet_margin_with_distance_loss":
+        if options.pop("distance_function") is not None:
+            raise TypeError("distance_function: a Numba CPU function cannot run on CUDA arrays; on the device only the "
+                            "default (None: pairwise_distance) is supported")
+        return run_triplet(spec, *arrays, **options)
     return (run_triplet if spec.name == "triplet_margin_loss" else run_cosine)(spec, *arrays, **options)
 
 

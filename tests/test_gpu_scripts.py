@@ -47,11 +47,14 @@ def test_gpu_bench_runs_end_to_end(monkeypatch, capsys):
     monkeypatch.setattr(bench, "BCE_N", 4096)
     monkeypatch.setattr(bench, "COPY_N", 1 << 16)
     monkeypatch.setattr(bench, "REPEATS", 1)
+    monkeypatch.setattr(bench, "ROW_SHAPES", {name: (6, 40) for name in bench.ROW_SHAPES})
     bench.main()
     out = capsys.readouterr().out
     assert "all correct: True" in out and "MISMATCH" not in out
     assert out.count("| cross_entropy fwd+grad") == 2 and "Per-call overhead" in out
     assert out.count("| rows ") == 4  # the row kernel alone ran (on Numba's simulator here)
+    for name in bench.ROW_SHAPES:  # the row losses: checked, then timed forward and forward+gradient
+        assert f"{name} 6x40 loss" in out and f"| {name} fwd+grad 6x40 |" in out
 
 
 def test_gpu_check_script_runs_its_steps(tmp_path):

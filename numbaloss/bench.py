@@ -63,6 +63,17 @@ PAIRS = {
 }
 
 
+#: The row losses' workloads (the issue's sizes): name, rows, row length, input kind (``row_loss`` in
+#: :func:`_workloads`), the module and block function whose loops are counted, a label note.
+ROW_WORKLOADS = [
+    ("multilabel_soft_margin_loss", 16384, 1000, "labels", "multilabel", "_mlsm_kernel", ""),
+    ("cosine_embedding_loss", 65536, 512, "pairs", "embedding", "_cosine_kernel", ""),
+    ("multi_margin_loss", 65536, 1000, "classes", "multiclass", "_multi_margin_kernel", ""),
+    ("triplet_margin_loss", 65536, 512, "triplets", "embedding", "_triplet_kernel", ""),
+    ("multilabel_margin_loss", 16384, 1000, "label_lists", "multilabel", "_mlm_kernel", " (5 labels)"),
+]
+
+
 @scalar
 def _ce_grad_map(e, f):
     """The cross-entropy gradient loop's body, ``g (f e - b)`` (for the instruction count)."""
@@ -184,28 +195,9 @@ def _workloads(quick):
             for fused in (False, True)
         ],
         *[
-            (f"multilabel_soft_margin_loss{' fwd+grad' if fused else ''} {16384 // k}x1000", "multilabel_soft_margin_loss",
-             row_loss(16384 // k, 1000, "labels"), fused, row_kernel("multilabel", "_mlsm_kernel"))
-            for fused in (False, True)
-        ],
-        *[
-            (f"cosine_embedding_loss{' fwd+grad' if fused else ''} {65536 // k}x512", "cosine_embedding_loss",
-             row_loss(65536 // k, 512, "pairs"), fused, row_kernel("embedding", "_cosine_kernel"))
-            for fused in (False, True)
-        ],
-        *[
-            (f"multi_margin_loss{' fwd+grad' if fused else ''} {65536 // k}x1000", "multi_margin_loss",
-             row_loss(65536 // k, 1000, "classes"), fused, row_kernel("multiclass", "_multi_margin_kernel"))
-            for fused in (False, True)
-        ],
-        *[
-            (f"triplet_margin_loss{' fwd+grad' if fused else ''} {65536 // k}x512", "triplet_margin_loss",
-             row_loss(65536 // k, 512, "triplets"), fused, row_kernel("embedding", "_triplet_kernel"))
-            for fused in (False, True)
-        ],
-        *[
-            (f"multilabel_margin_loss{' fwd+grad' if fused else ''} {16384 // k}x1000 (5 labels)", "multilabel_margin_loss",
-             row_loss(16384 // k, 1000, "label_lists"), fused, row_kernel("multilabel", "_mlm_kernel"))
+            (f"{name}{' fwd+grad' if fused else ''} {rows // k}x{cols}{note}", name, row_loss(rows // k, cols, kind), fused,
+             row_kernel(module, kernel))
+            for name, rows, cols, kind, module, kernel, note in ROW_WORKLOADS
             for fused in (False, True)
         ],
         ("cross_entropy fwd 64x10 (per call)", "cross_entropy", ce(64, 10), False, tiles_ce),

@@ -171,6 +171,14 @@ def denominator(denom, denom0):
     return denom[0] if denom.size > 0 else denom0
 
 
+@cuda.jit(device=True)
+def row_scale(gscale, g0, r, n_rows, is_mean):
+    """Row ``r``'s gradient scale in a row kernel: ``gscale[r]`` (an array ``grad_output``) or the
+    uniform ``g0``, divided by the ``n_rows`` for ``"mean"``."""
+    g = gscale[r] if gscale.size > 0 else g0
+    return g / n_rows if is_mean else g
+
+
 @cuda.jit
 def sum_partials_kernel(part, dpart, denom0, is_mean, result):
     """One block: ``result[0] = sum(part)``, divided for ``is_mean`` by ``sum(dpart)`` (``denom0`` when

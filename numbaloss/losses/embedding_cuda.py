@@ -10,7 +10,7 @@ from numba import cuda, float64
 
 from ..core import cuda_host
 from ..core.cuda_host import device_grad_scale, finish_rows
-from ..core.cuda_reduce import TPB, group_max, group_sum, nan_max
+from ..core.cuda_reduce import TPB, group_max, group_sum, nan_max, row_scale
 from ..core.validate import float_dtype
 from .embedding import (NORM_INF, cosine_layout, cosine_row, norm_kind, norm_of, norm_slope, power_term, triplet_layout,
                         triplet_row)
@@ -40,9 +40,7 @@ def _cosine_rows(x1, x2, y, margin, gscale, g0, n_rows, is_mean, loss_rows, g1, 
     if tid == 0:
         loss_rows[r] = loss
     if g1.size > 0:
-        g = gscale[r] if gscale.size > 0 else g0
-        if is_mean:
-            g = g / n_rows
+        g = row_scale(gscale, g0, r, n_rows, is_mean)
         g = 0.0 if coef == 0.0 else g * coef  # as the CPU kernel
         ga = g / den
         b1 = g * cos / m1
@@ -54,9 +52,9 @@ def _cosine_rows(x1, x2, y, margin, gscale, g0, n_rows, is_mean, loss_rows, g1, 
             g2[r, d] = ga * a - b2 * c
 
 
-def _rows(call, a, name, shape, dtype, together="input1 and input2"):
-    """``a`` as a contiguous device ``(rows, D)`` array of the loss's input shape."""
-    first = together.split(",")[0].split(" ")[0]
+def _rows(call, a, name, shape, dtype, together="input1 and input2", first="input1"):
+    """``a`` as a contiguous device ``(rows, D)`` array of the loss's input shape (``together``: the arrays
+    that must share it, ``first`` the one whose dtype the others take)."""
     if tuple(a.shape) != tuple(shape):
         raise ValueError(f"{name} of shape {tuple(a.shape)}: on the device {together} must have the same shape "
                          f"{tuple(shape)}; broadcast them first")
@@ -160,9 +158,7 @@ def _triplet_rows(a, pos, neg, margin, p, kind, eps, swap, gscale, g0, n_rows, i
     if tid == 0:
         loss_rows[r] = loss
     if ga.size > 0:
-        g = gscale[r] if gscale.size > 0 else g0
-        if is_mean:
-            g = g / n_rows
+        g = row_scale(gscale, g0, r, n_rows, is_mean)
         g = g * c
         for i in range(tid, D, TPB):
             q_ap = norm_slope(a[r, i] - pos[r, i] + eps, d_ap, c_ap, p, kind)
@@ -180,7 +176,7 @@ def run_triplet(spec, anchor, positive, negative, *, reduction, return_grad, gra
     views = [call.input(v, n) for v, n in ((anchor, "anchor"), (positive, "positive"), (negative, "negative"))]
     dtype = float_dtype(views[0].dtype, "anchor")
     shape, loss_shape = triplet_layout([v.shape for v in views], margin, p)
-    a, pos, neg = (_rows(call, v, n, shape, dtype, "anchor, positive and negative")
+    a, pos, neg = (_rows(call, v, n, shape, dtype, "anchor, positive and negative", "anchor")
                    for v, n in zip(views, ("anchor", "positive", "negative")))
     N, D = a.shape
     gscale, g0 = device_grad_scale(call, reduction, grad_output, loss_shape, return_grad)

@@ -10,7 +10,7 @@ from numba import cuda, float64
 
 from ..core import cuda_host
 from ..core.cuda_host import HostTarget, device_grad_scale, finish_rows
-from ..core.cuda_reduce import TPB, group_sum
+from ..core.cuda_reduce import TPB, group_sum, row_scale
 from ..core.validate import float_dtype
 from .multiclass import hinge_slope, hinge_term, multi_margin_layout, raise_out_of_bounds
 
@@ -33,9 +33,7 @@ def _multi_margin_rows(x, y, w, squared, margin, gscale, g0, n_rows, is_mean, lo
     k = np.int64(yr)
     xy = x[r, k]
     wy = w[k] if w.size > 0 else 1.0
-    g = gscale[r] if gscale.size > 0 else g0
-    if is_mean:
-        g = g / n_rows
+    g = row_scale(gscale, g0, r, n_rows, is_mean)
     g = g * wy / C
     acc = 0.0
     sacc = 0.0

@@ -11,7 +11,7 @@ from numba import cuda, float64
 
 from ..core import cuda_host
 from ..core.cuda_host import HostTarget, device_grad_scale, finish_rows
-from ..core.cuda_reduce import TPB, group_max, group_sum
+from ..core.cuda_reduce import TPB, group_max, group_sum, row_scale
 from ..core.validate import float_dtype
 from .multilabel import label_hinge, layout, mlsm_grad, mlsm_value, multilabel_margin_layout, raise_label_out_of_range
 
@@ -26,9 +26,7 @@ def _mlsm_rows(x, t, w, gscale, g0, n_rows, is_mean, loss_rows, grad):
     C = x.shape[1]
     tr = r if t.shape[0] > 1 else 0
     wr = r if w.shape[0] > 1 else 0
-    g = gscale[r] if gscale.size > 0 else g0
-    if is_mean:
-        g = g / n_rows
+    g = row_scale(gscale, g0, r, n_rows, is_mean)
     g = g / C
     acc = 0.0
     for i in range(tid, C, TPB):
@@ -120,9 +118,7 @@ def _mlm_rows(x, y, gscale, g0, n_rows, is_mean, loss_rows, grad, is_label, err)
     k = np.int64(-group_max(-first_end, sm, tid, TPB))  # the labels before the first -1
     for j in range(tid, k, TPB):
         is_label[r, np.int64(y[r, j])] = 1  # threads may mark the same class: the same value
-    g = gscale[r] if gscale.size > 0 else g0
-    if is_mean:
-        g = g / n_rows
+    g = row_scale(gscale, g0, r, n_rows, is_mean)
     gc = g / C
     if grad.size > 0:
         for d in range(tid, C, TPB):

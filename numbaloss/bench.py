@@ -353,6 +353,8 @@ def sample_inputs(spec, n, dtype, rng, classes=10):
     """Data arrays for any registered loss (all of ``spec.arrays``, in order), about ``n`` input
     elements: class targets for the classification family, else same-shape arrays (inputs in [0, 1]
     where the loss checks its input's domain; a third array positive, as a var must be)."""
+    if hasattr(spec.family, "sample"):  # a family that makes its own (ctc_loss's sequences)
+        return spec.family.sample(n, dtype, rng)
     if isinstance(spec.family, Rows):  # rows of 16; labels, signs or reals as the loss takes them
         rows, kinds = max(1, n // 16), dict(spec.family.values)
         make = {"labels": lambda s: (rng.random(s) < 0.5).astype(dtype), "reals": lambda s: rng.standard_normal(s).astype(dtype),

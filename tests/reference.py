@@ -450,3 +450,98 @@ def triplet_margin_with_distance_loss(anchor, positive, negative, distance_funct
     gp = g * (ap_p - s_pn[:, None] * pn_p)
     gn = g * (-s_an[:, None] * an_n - s_pn[:, None] * pn_n)
     return _reduce(per, reduction, per.size), tuple(_sum_to(q.reshape(shape), v.shape) for q, v in zip((ga, gp, gn), (a0, p0, n0)))
+
+
+def _ctc_samples(log_probs, targets, input_lengths, target_lengths):
+    """Per sample: ``(its (T_n, C) log-probabilities, its labels)``, from either target layout."""
+    lp = np.asarray(log_probs, np.float64)
+    batched = lp.ndim == 3
+    lp = lp if batched else lp[:, None, :]
+    il = np.asarray(input_lengths, np.int64).reshape(-1)
+    tl = np.asarray(target_lengths, np.int64).reshape(-1)
+    t = np.asarray(targets).astype(np.int64)
+    starts = np.concatenate(([0], np.cumsum(tl)))
+    for n in range(lp.shape[1]):
+        labels = t[n, : tl[n]] if t.ndim == 2 else t[starts[n] : starts[n + 1]]
+        yield lp[: il[n], n, :], labels
+
+
+def _ctc_one(lp, labels, blank):
+    """``(nll, d nll / d lp)`` of one sample by the log-space recursions (np.logaddexp, float64)."""
+    T, C = lp.shape
+    ext = np.full(2 * len(labels) + 1, blank)
+    ext[1::2] = labels
+    L = ext.size
+    if T == 0:
+        return (0.0 if L == 1 else np.inf), np.zeros((0, C))
+    skip = np.array([s >= 2 and ext[s] != blank and ext[s] != ext[s - 2] for s in range(L)])
+    with np.errstate(invalid="ignore"):
+        la = np.full((T, L), -np.inf)
+        la[0, :2] = lp[0, ext[:2]]
+        for t in range(1, T):
+            for s in range(L):
+                terms = [la[t - 1, s]] + ([la[t - 1, s - 1]] if s >= 1 else []) + ([la[t - 1, s - 2]] if skip[s] else [])
+                la[t, s] = np.logaddexp.reduce(terms) + lp[t, ext[s]]
+        lb = np.full((T, L), -np.inf)
+        lb[T - 1, L - 2 if L > 1 else 0 :] = lp[T - 1, ext[L - 2 if L > 1 else 0 :]]
+        for t in range(T - 2, -1, -1):
+            for s in range(L):
+                terms = [lb[t + 1, s]] + ([lb[t + 1, s + 1]] if s + 1 < L else []) + ([lb[t + 1, s + 2]] if s + 2 < L and skip[s + 2] else [])
+                lb[t, s] = np.logaddexp.reduce(terms) + lp[t, ext[s]]
+        nll = -np.logaddexp.reduce(la[T - 1, -2:] if L > 1 else la[T - 1, -1:])
+        grad = np.zeros((T, C))
+        if not np.isfinite(nll):
+            return nll, np.full((T, C), np.nan)
+        for c in set(ext.tolist()):
+            grad[:, c] = -np.exp(np.logaddexp.reduce((la + lb)[:, ext == c], axis=1) - lp[:, c] + nll)
+    return nll, grad
+
+
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False,
+             grad_output=None, one=None):
+    """Loss and exact gradient with respect to ``log_probs`` (zero past each input length).  ``one``
+    computes ``(nll, grad)`` of one sample (default: the log-space recursions; the tests pass
+    :func:`ctc_brute_force` too)."""
+    one = one or _ctc_one
+    lp = np.asarray(log_probs, np.float64)
+    per, grads = [], []
+    for x, labels in _ctc_samples(log_probs, targets, input_lengths, target_lengths):
+        nll, g = one(x, labels, blank)
+        if zero_infinity and nll == np.inf:
+            nll, g = 0.0, np.zeros_like(g)
+        per.append(nll)
+        grads.append(g)
+    per = np.array(per)
+    tl = np.maximum(np.asarray(target_lengths, np.int64).reshape(-1), 1)
+    N = per.size
+    if reduction == "none":
+        loss = per.reshape(lp.shape[1:2] if lp.ndim == 3 else ())
+        w = np.broadcast_to(np.asarray(1.0 if grad_output is None else grad_output, np.float64), loss.shape).reshape(N)
+    elif reduction == "sum":
+        loss, w = per.sum(), np.full(N, 1.0 if grad_output is None else float(grad_output))
+    else:
+        loss = (per / tl).mean() if N else np.nan
+        w = np.full(N, (1.0 if grad_output is None else float(grad_output)) / max(N, 1)) / tl
+    grad = np.zeros(lp.shape if lp.ndim == 3 else (lp.shape[0], 1, lp.shape[1]))
+    for n, g in enumerate(grads):
+        grad[: g.shape[0], n, :] = w[n] * g
+    return loss, grad.reshape(lp.shape)
+
+
+def ctc_brute_force(lp, labels, blank):
+    """``(nll, d nll / d lp)`` of one sample by enumerating all ``C**T`` paths (tiny cases only)."""
+    import itertools
+
+    T, C = lp.shape
+    want = list(labels)
+    p = 0.0
+    dp = np.zeros((T, C))  # d p / d lp[t, c] = sum of the probabilities of the paths through (t, c)
+    for path in itertools.product(range(C), repeat=T):
+        collapsed = [c for i, c in enumerate(path) if c != blank and (i == 0 or c != path[i - 1])]
+        if collapsed == want:
+            q = np.exp(sum(lp[t, c] for t, c in enumerate(path)))
+            p += q
+            for t, c in enumerate(path):
+                dp[t, c] += q
+    nll = -np.log(p) if p > 0 else np.inf
+    return nll, (-dp / p if p > 0 else np.full((T, C), np.nan))

@@ -24,7 +24,7 @@ def test_every_loss_is_registered_tested_and_exported():
         assert getattr(numbaloss, name) is spec.fn and spec.fn.spec is spec
         cls = getattr(numbaloss, spec.module)
         assert spec.module in numbaloss.__all__ and cls.spec is spec
-        assert spec.arrays[0] in ("input", "input1", "anchor") and set(spec.grads) <= set(spec.arrays)
+        assert spec.arrays[0] in ("input", "input1", "anchor", "log_probs") and set(spec.grads) <= set(spec.arrays)
         assert spec.fn.__doc__ and "Example:" in spec.fn.__doc__ and ".. math::" in spec.fn.__doc__
 
 

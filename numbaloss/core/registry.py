@@ -51,6 +51,7 @@ class Loss:
     cuda: str
     arrays: tuple = ("input", "target")  #: data arguments, in order; all on one device
     params: tuple = ()  #: optional array options (``weight``...): host arrays allowed beside device data
+    host_ok: tuple = ()  #: data arrays that may stay on the host beside device data (``ctc_loss``'s lengths)
     grads: tuple = ("input",)  #: arguments that receive gradients, in argument order
     reductions: tuple = ("none", "mean", "sum")
     mean: str = "elements"  #: what ``"mean"`` divides by
@@ -82,7 +83,9 @@ def run(spec, arrays, options, reduction, return_grad, grad_output):
     and finishes the reduction), and shape the gradients (see :class:`Loss`)."""
     check_reduction(reduction, spec.reductions)
     params = [(name, options.get(name)) for name in spec.params]
-    on_device = backend_of(arrays[0], zip(spec.arrays[1:], arrays[1:]), params) == "cuda"
+    params += [(name, a) for name, a in zip(spec.arrays, arrays) if name in spec.host_ok]
+    data = [(name, a) for name, a in zip(spec.arrays[1:], arrays[1:]) if name not in spec.host_ok]
+    on_device = backend_of(arrays[0], data, params) == "cuda"
     impl = spec.cuda_run if on_device else spec.cpu
     value, grads = impl(spec, *arrays, reduction=reduction, return_grad=return_grad, grad_output=grad_output, **options)
     if not return_grad:

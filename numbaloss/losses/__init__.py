@@ -3,6 +3,7 @@ functions, imports only :mod:`numbaloss.core`, and registers its losses on impor
 
 from .binary import binary_cross_entropy, binary_cross_entropy_with_logits
 from .classification import cross_entropy, nll_loss
+from .ctc import ctc_loss
 from .divergence import kl_div
 from .embedding import cosine_embedding_loss, triplet_margin_loss, triplet_margin_with_distance_loss
 from .multiclass import multi_margin_loss
@@ -31,4 +32,5 @@ __all__ = [
     "triplet_margin_loss",
     "multilabel_margin_loss",
     "triplet_margin_with_distance_loss",
+    "ctc_loss",
 ]

@@ -1,0 +1,390 @@
+r"""Connectionist temporal classification: ``ctc_loss``.
+
+Each sample's target ``l_1 .. l_S`` is extended with blanks to ``l' = (blank, l_1, blank, l_2,
+..., l_S, blank)`` (length ``L = 2S + 1``); the forward variables ``alpha_t(s)`` (the log
+probability of every path prefix ending in state ``s`` at time ``t``) and the backward ones
+``beta_t(s)`` follow the recursions of Graves et al. (2006) in log space, with a stable
+three-term log-add (:func:`log_add3`).  Everything is float64 whatever the input's dtype.
+
+The CPU kernel runs one sample per parallel task (samples taken longest first, dynamically
+scheduled, so ragged lengths balance); each task writes only its own loss and its own
+``grad[:, n, :]``, in a fixed order: no atomics, bitwise the same for any thread count.  The
+formulas below are shared with the CUDA kernel (:mod:`numbaloss.losses.ctc_cuda`).
+
+**The gradient is the exact partial derivative with respect to** ``log_probs``:
+``d loss / d lp[t, n, c] = -exp(log sum_{s: l'_s = c} alpha_t(s) beta_t(s) - lp[t, n, c] + loss)``,
+zero for classes not in the target and for ``t >= input_length``.  torch returns this plus
+``exp(lp)`` (it assumes ``lp`` came from ``log_softmax``; pytorch issue #52241): both give the
+same gradient with respect to the logits through ``log_softmax``, but only this one is the
+derivative for any other input.
+"""
+
+import numbers
+
+import numba
+import numpy as np
+
+from ..core import reduce
+from ..core import vmath as vm
+from ..core.dispatch import host_array
+from ..core.jit import blocked, scalar
+from ..core.registry import register, run
+from ..core.validate import float_dtype
+
+NEG_INF = -np.inf
+
+
+# ------------------------------------------------------------------ formulas (CPU and CUDA)
+@scalar
+def log_add3_parts(a, b, c):
+    """``(m, mid - m, lo - m)`` for ``log(e^a + e^b + e^c) = m + log(1 + e^(mid - m) + e^(lo - m))``, ``m``
+    the largest term; ``m`` is NaN when any term is (torch's log-add propagates it), and the
+    differences are ``-inf`` (not NaN) when all three terms are ``-inf``."""
+    hi = a if a > b else b
+    lo = b if a > b else a
+    m = hi if hi > c else c
+    mid = c if hi > c else hi
+    ms = m if m > NEG_INF else 0.0
+    return (m if (a == a) & (b == b) & (c == c) else np.nan), mid - ms, lo - ms
+
+
+@scalar
+def log_add_correction(d1, d2):
+    """``log(1 + e^d1 + e^d2)`` for ``d1, d2 <= 0``, in their precision (in ``[0, log 3]``)."""
+    return vm.log(vm.like(1.0, d1) + vm.exp_neg(d1) + vm.exp_neg(d2))
+
+
+@scalar
+def log_add3(a, b, c):
+    """``log(e^a + e^b + e^c)``, stable: ``-inf`` when all three are ``-inf``, NaN when any is NaN."""
+    m, d1, d2 = log_add3_parts(a, b, c)
+    return m + log_add_correction(d1, d2)
+
+
+@scalar
+def occupancy_exponent(log_alpha, log_beta, lp, nll):
+    """``log gamma_t(s) = alpha_t(s) + beta_t(s) - lp + nll``: ``gamma_t(s)``, the probability that a path is
+    in state ``s`` at time ``t`` (both variables include ``y_t(s) = e^lp``), sums to 1 over the states,
+    so this is at most 0 (up to rounding) and its exponential needs no scaling.  ``d nll / d lp[t, c]``
+    is minus the sum of ``gamma_t(s)`` over the states of class ``c``."""
+    return log_alpha + log_beta - lp + nll
+
+
+@scalar
+def extended_label(labels, off, s, blank):
+    """``l'_s``: the blank at even ``s``, target label ``(s - 1) / 2`` at odd ``s``."""
+    return blank if s % 2 == 0 else labels[off + s // 2]
+
+
+@scalar
+def can_skip(labels, off, s):
+    """Whether state ``s`` may be entered from ``s - 2``: a label different from the label before it."""
+    return s % 2 == 1 and s >= 3 and labels[off + s // 2] != labels[off + s // 2 - 1]
+
+
+@scalar
+def state_window(t, Tn, L, windowed):
+    """``[lo, hi)``: the states at time ``t`` both reachable from the start (``s < 2t + 2``) and able to
+    reach the end by ``Tn - 1`` (``s >= L - 2 (Tn - t)``); every other state has ``alpha`` or ``beta``
+    ``-inf`` and no part in the loss.  Not ``windowed``: all ``L`` states, as torch computes them
+    (what a NaN outside the window needs to propagate exactly as in torch)."""
+    if not windowed:
+        return 0, L
+    return max(0, L - 2 * (Tn - t)), min(L, 2 * t + 2)
+
+
+# ------------------------------------------------------------------ CPU kernel
+# The state loops run over window slices indexed from 0: an index starting at the window's edge
+# ``lo`` is not known to be >= 0, and Numba's negative-index wrap-around then keeps LLVM from
+# vectorizing the loop (3x slower).
+@scalar
+def _gather(row, ext, lo, hi, y):
+    """``y[s] = row[l'_s]`` for the window's states."""
+    for s in range(lo, hi):
+        y[s] = row[ext[s]]
+
+
+@scalar
+def _log_add_rows(x0, x1, x2, skip, y, out, work, corr):
+    """``out[k] = log(e^x0[k] + e^x1[k] + (e^x2[k] if skip[k])) + y[k]`` in three loops: the largest
+    terms and differences (float64), the corrections in ``corr``'s precision (float32 for float32
+    inputs: LLVM runs that loop twice as wide, and its error, about 1e-7 absolute per step, does not
+    grow with the log-probabilities' magnitude as a float32 recursion's does), then the sums."""
+    n = y.size
+    for k in range(n):
+        m, d1, d2 = log_add3_parts(x0[k], x1[k], x2[k] if skip[k] else NEG_INF)
+        work[k] = m
+        corr[k] = d1
+        corr[n + k] = d2
+    for k in range(n):
+        corr[k] = log_add_correction(corr[k], corr[n + k])
+    for k in range(n):
+        out[k] = work[k] + np.float64(corr[k]) + y[k]
+
+
+@scalar
+def _occupancies(alpha, beta, y, nll, out, corr):
+    """``out[k] = gamma`` (:func:`occupancy_exponent`), the exponential in ``corr``'s precision (the gradient's)."""
+    for k in range(y.size):
+        corr[k] = occupancy_exponent(alpha[k], beta[k], y[k], nll)
+    for k in range(y.size):
+        out[k] = vm.exp_neg(corr[k])
+
+
+@blocked
+def _ctc_kernel(i, order, lp, labels, offsets, in_len, tg_len, blank, zero_infinity, wscale, nll_out, grad):
+    """Sample ``order[i]``: the forward recursion (every ``alpha_t`` kept when ``grad`` is wanted, two
+    rows otherwise), ``nll_out[n] = -log p``, and with ``grad`` the backward recursion, one time step at
+    a time, writing ``grad[:, n, :]`` (zeros, then the target classes for ``t < input_length``).  Each
+    step computes only :func:`state_window`'s states, unless the sample's ``log_probs`` hold a NaN."""
+    n = order[i]
+    C = lp.shape[2]
+    Tn = in_len[n]
+    S = tg_len[n]
+    L = 2 * S + 1
+    off = offsets[n]
+    ext = np.empty(L, np.int64)
+    skip = np.zeros(L + 2, np.bool_)  # padded: skip[s + 2] is read for the last states
+    repeats = 0
+    for s in range(L):
+        ext[s] = extended_label(labels, off, s, blank)
+        skip[s] = can_skip(labels, off, s)
+        repeats += s % 2 == 1 and s >= 3 and not skip[s]
+    finite = True
+    for t in range(Tn):
+        row = lp[t, n]
+        for c in range(C):
+            finite &= row[c] == row[c]
+    windowed = finite
+    full = grad is not None
+    alpha = np.empty((max(Tn if full else 2, 1), L + 4))  # two -inf pads before, two after
+    y = np.empty(L)
+    work = np.empty(L)
+    corr = np.empty(2 * L, lp.dtype)
+    if Tn == 0 or (windowed and Tn < S + repeats):  # too short: each repeat needs a blank between
+        logp = 0.0 if S == 0 else NEG_INF  # (the windows of an impossible alignment are empty)
+    else:
+        a0 = alpha[0]
+        a0[:] = NEG_INF
+        for s in range(min(L, 2)):
+            a0[s + 2] = lp[0, n, ext[s]]
+        for t in range(1, Tn):
+            prev = alpha[(t - 1) if full else (t - 1) & 1]
+            cur = alpha[t if full else t & 1]
+            lo, hi = state_window(t, Tn, L, windowed)
+            cur[:2] = NEG_INF
+            cur[hi + 2 : hi + 4] = NEG_INF  # read by the next step's last two states
+            _gather(lp[t, n], ext, lo, hi, y)
+            # alpha_t(s) = log(alpha_{t-1}(s) + alpha_{t-1}(s - 1) + [skip] alpha_{t-1}(s - 2)) + y_t(s)
+            _log_add_rows(prev[lo + 2 :], prev[lo + 1 :], prev[lo:], skip[lo:], y[lo:hi], cur[lo + 2 : hi + 2], work, corr)
+        last = alpha[(Tn - 1) if full else (Tn - 1) & 1]
+        logp = log_add3(last[L + 1], last[L] if L > 1 else NEG_INF, NEG_INF)
+    nll = -logp
+    zeroed = zero_infinity and nll == np.inf
+    nll_out[n] = 0.0 if zeroed else nll
+    if grad is None:
+        return
+    g = grad[:, n, :]
+    g[:, :] = 0.0
+    if zeroed or Tn == 0:
+        return
+    if not nll < np.inf:  # NaN or an impossible alignment: torch's gradient is NaN for t < input_length
+        g[:Tn, :] = np.nan
+        return
+    w = wscale[n]
+    betas = np.full((2, L + 4), NEG_INF)  # two -inf pads before (the window's edge), two after
+    occ = np.zeros(L, lp.dtype)
+    acc = np.zeros(C)
+    for t in range(Tn - 1, -1, -1):
+        lo, hi = state_window(t, Tn, L, windowed)
+        beta = betas[t & 1]
+        nxt = betas[(t + 1) & 1]  # (two rows indexed by parity: a swapped pair of arrays would not vectorize)
+        _gather(lp[t, n], ext, lo, hi, y)
+        beta[lo : lo + 2] = NEG_INF  # below the window: cannot reach the end (read by the step before)
+        if t == Tn - 1:
+            for s in range(lo, hi):
+                beta[s + 2] = y[s] if s >= L - 2 else NEG_INF
+        else:
+            # beta_t(s) = log(beta_{t+1}(s) + beta_{t+1}(s + 1) + [skip into s + 2] beta_{t+1}(s + 2)) + y_t(s)
+            _log_add_rows(nxt[lo + 2 :], nxt[lo + 3 :], nxt[lo + 4 :], skip[lo + 2 :], y[lo:hi], beta[lo + 2 : hi + 2], work,
+                          corr)
+        _occupancies(alpha[t, lo + 2 : hi + 2], beta[lo + 2 : hi + 2], y[lo:hi], nll, occ[lo:hi], corr)
+        # each class's gradient sums its states' occupancies, in state order (deterministic)
+        for s in range(L):
+            acc[ext[s]] = 0.0
+        for s in range(lo, hi):
+            acc[ext[s]] += occ[s]
+        for s in range(L):
+            g[t, ext[s]] = -w * acc[ext[s]]
+
+
+# ------------------------------------------------------------------ host
+def _lengths(v, name, n, batched):
+    """``input_lengths``/``target_lengths`` as int64 host values, ``n`` of them: an int, a list or tuple
+    of ints, or an integer array (host or copied from a device by the caller) holding ``n`` values."""
+    if isinstance(v, bool) or (isinstance(v, (list, tuple)) and any(isinstance(e, bool) for e in v)):
+        raise TypeError(f"{name} must hold integers, got booleans")
+    a = np.asarray(v, np.int64 if isinstance(v, (list, tuple)) and not v else None) \
+        if isinstance(v, (numbers.Integral, list, tuple)) else host_array(v, name)
+    if a.dtype.kind not in "iu" or a.dtype == np.bool_:
+        raise TypeError(f"{name} must be integral (an int, a list or tuple of ints, or an integer array), got dtype {a.dtype}")
+    if a.size != n:
+        raise ValueError(f"{name} must have one entry per sample: expected {n} value{'s' * (n != 1)}, got {a.size} "
+                         f"(shape {a.shape})" + ("" if batched else " (unbatched log_probs: one sequence)"))
+    a = a.reshape(n)
+    if n and a.min() < 0:
+        k = int(np.argmax(a < 0))
+        raise ValueError(f"{name} must be non-negative, got {int(a[k])} at position {k}")
+    if a.dtype == np.uint64 and n and int(a.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name}: {int(a.max())} is too large")
+    return a.astype(np.int64)
+
+
+def ctc_layout(lp_shape, t_shape, t_dtype, input_lengths, target_lengths, blank):
+    """torch's rules for ``ctc_loss``'s shapes: ``(T, N, C, loss shape, il, tl, offsets, S)`` with the
+    lengths as int64 host arrays and ``offsets[n]`` where sample ``n``'s labels start in the flat
+    targets (padded ``(N, S)``: ``n * S``; concatenated: the running sum of the target lengths)."""
+    lp_shape, t_shape = tuple(lp_shape), tuple(t_shape)
+    if len(lp_shape) not in (2, 3):
+        raise ValueError(f"log_probs must be (T, N, C) or unbatched (T, C), got shape {lp_shape}")
+    batched = len(lp_shape) == 3
+    T, C = lp_shape[0], lp_shape[-1]
+    N = lp_shape[1] if batched else 1
+    if not (isinstance(blank, numbers.Integral) and not isinstance(blank, bool) and 0 <= blank < C):
+        raise ValueError(f"blank must be in label range [0, {C}), got {blank!r}")
+    if np.dtype(t_dtype).kind not in "iu" or np.dtype(t_dtype) == np.bool_:
+        raise TypeError(f"targets must hold integer class labels, got dtype {np.dtype(t_dtype)}")
+    il = _lengths(input_lengths, "input_lengths", N, batched)
+    tl = _lengths(target_lengths, "target_lengths", N, batched)
+    if N and il.max() > T:
+        k = int(np.argmax(il > T))
+        raise ValueError(f"input_lengths must be at most the number of time steps T = {T}, got {int(il[k])} at position {k}")
+    if len(t_shape) == 2 and t_shape[0] == N:  # padded (N, S)
+        S = t_shape[1]
+        if N and tl.max() > S:
+            k = int(np.argmax(tl > S))
+            raise ValueError(f"target_lengths must be at most the padded targets' length S = {S}, got {int(tl[k])} at "
+                             f"position {k}")
+        offsets = np.arange(N, dtype=np.int64) * S
+    elif len(t_shape) == 1:  # concatenated (sum of target_lengths,)
+        total = int(tl.sum())
+        if t_shape[0] != total:
+            raise ValueError(f"concatenated targets must hold sum(target_lengths) = {total} labels, got {t_shape[0]}")
+        offsets = np.concatenate(([0], np.cumsum(tl)[:-1])).astype(np.int64) if N else tl
+    else:
+        raise ValueError(f"targets must be padded (N, S) = ({N}, S) or concatenated 1-d, got shape {t_shape} for "
+                         f"log_probs of shape {lp_shape}")
+    return T, N, C, ((N,) if batched else ()), il, tl, offsets
+
+
+def check_labels(targets, tl, blank, n_classes):
+    """IndexError for a label outside ``[0, C)``, ValueError for one equal to ``blank``, naming the value
+    and its position; only the first ``target_lengths[n]`` labels of a padded row are read (as torch)."""
+    t = targets
+    used = (np.arange(t.shape[1]) < tl[:, None]) if t.ndim == 2 else np.ones(t.shape, bool)
+    out = used & ((t < 0) | (t >= n_classes))
+    for bad, error in ((out, IndexError), (used & (t == blank), ValueError)):
+        if bad.any():
+            pos = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), t.shape))
+            value = int(t[pos])
+            if error is IndexError:
+                raise IndexError(f"target label {value} is out of range (at targets index {pos}; valid labels are "
+                                 f"0..{n_classes - 1} except blank = {blank})")
+            raise ValueError(f"target label {value} at targets index {pos} equals blank = {blank}: the blank cannot be "
+                             f"a target label")
+
+
+def sample_scale(reduction, grad_output, tl, loss_shape, wanted):
+    """Per-sample gradient weights: ``grad_output`` (one per sample for ``"none"``), divided for
+    ``"mean"`` by the sample's target length (at least 1) and the batch size."""
+    N = tl.size
+    scale, stride = reduce.grad_scale(reduction, grad_output, N, loss_shape, wanted)
+    w = scale[np.arange(N) * stride] if wanted else np.zeros(N)
+    return w / np.maximum(tl, 1) if reduction == "mean" else w
+
+
+def finish(reduction, nll, tl, dtype, loss_shape):
+    """The loss from the per-sample float64 losses: as is (``none``), their pairwise sum, or the mean of
+    each divided by its target length (at least 1)."""
+    if reduction == "none":
+        return nll.astype(dtype).reshape(loss_shape)
+    if reduction == "mean":
+        return dtype.type(reduce.divide(reduce.tree_sum_host(nll / np.maximum(tl, 1)), nll.size))
+    return dtype.type(reduce.tree_sum_host(nll))
+
+
+def _ctc_cpu(spec, log_probs, targets, input_lengths, target_lengths, *, reduction, return_grad, grad_output, blank=0,
+             zero_infinity=False):
+    x = host_array(log_probs, "log_probs")
+    dtype = float_dtype(x.dtype, "log_probs")
+    t = host_array(targets, "targets")
+    T, N, C, loss_shape, il, tl, offsets = ctc_layout(x.shape, t.shape, t.dtype, input_lengths, target_lengths, blank)
+    check_labels(t if t.ndim == 2 else t.reshape(-1), tl, blank, C)
+    lp = np.ascontiguousarray(x).reshape(T, N, C)
+    labels = np.ascontiguousarray(t, np.int64).reshape(-1)
+    w = sample_scale(reduction, grad_output, tl, loss_shape, return_grad)
+    nll = np.empty(N)
+    grad = np.empty((T, N, C), dtype) if return_grad else None
+    cost = il * (2 * tl + 1)
+    order = np.argsort(-cost, kind="stable")  # longest first: the dynamic schedule then balances
+    with numba.parallel_chunksize(1):
+        _ctc_kernel(N, order, lp, labels, offsets, il, tl, int(blank), bool(zero_infinity), w, nll, grad,
+                    work=int(cost.sum()) * 4 if N > 1 else 0)
+    value = finish(reduction, nll, tl, dtype, loss_shape)
+    return (value, (grad.reshape(x.shape),)) if return_grad else (value, ())
+
+
+class Sequences:
+    """The registry's ``family`` of ``ctc_loss``: makes sample inputs for the tools (benchmarks, asv)."""
+
+    @staticmethod
+    def sample(n, dtype, rng, C=16):
+        """``(log_probs, targets, input_lengths, target_lengths)`` of about ``n`` log-probabilities:
+        ``(T, N, C)`` log-softmax values, padded targets of ``S = T / 4``, ragged lengths."""
+        N = max(1, int(np.sqrt(n / C / 4)))
+        T = max(4, n // (N * C))
+        S = max(1, T // 4)
+        x = rng.standard_normal((T, N, C))
+        lp = (x - np.log(np.exp(x).sum(-1, keepdims=True))).astype(dtype)
+        il = rng.integers(T // 2 + S // 2 + 1, T + 1, N) if T > 2 else np.full(N, T)
+        tl = rng.integers(1, S + 1, N)
+        return lp, rng.integers(1, C, (N, S)), il, tl
+
+
+@register(module="CTCLoss", cpu=_ctc_cpu, cuda="numbaloss.losses.ctc_cuda",
+          arrays=("log_probs", "targets", "input_lengths", "target_lengths"), host_ok=("input_lengths", "target_lengths"),
+          grads=("log_probs",),
+          mean="each sample's loss divided by its target length (at least 1), averaged over the batch",
+          family=Sequences())
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False, *,
+             return_grad=False, grad_output=None):
+    r"""Connectionist temporal classification loss, as ``torch.nn.functional.ctc_loss``.
+
+    .. math::
+        \ell_n = -\log \sum_{\pi \in \mathcal{B}^{-1}(l_n)} \prod_{t < T_n} e^{\mathrm{lp}_{t, n, \pi_t}}
+        = -\log\bigl(e^{\alpha_{T_n - 1}(L - 1)} + e^{\alpha_{T_n - 1}(L - 2)}\bigr), \qquad
+        \frac{\partial \ell_n}{\partial \mathrm{lp}_{t n c}} = -\exp\Bigl(\log \sum_{s:\, l'_s = c}
+        e^{\alpha_t(s) + \beta_t(s)} - \mathrm{lp}_{t n c} + \ell_n\Bigr)
+
+    over the paths :math:`\pi` that collapse (repeats merged, blanks dropped) to the target, with the
+    log-space forward/backward variables :math:`\alpha, \beta` over the blank-extended target
+    :math:`l'` (length :math:`L = 2 S_n + 1`).  The gradient is the exact derivative (0 for
+    classes outside the target and for :math:`t \ge T_n`); torch's is this plus
+    :math:`e^{\mathrm{lp}}` for :math:`t < T_n` (it assumes ``log_softmax`` inputs: add
+    ``np.exp(log_probs)`` there to get torch's convention).
+
+    ``log_probs`` is ``(T, N, C)`` (or unbatched ``(T, C)``), float32 or float64; ``targets`` padded
+    ``(N, S)`` or concatenated 1-d (``sum(target_lengths)`` labels), any integer dtype, never
+    ``blank``; ``input_lengths``/``target_lengths`` ints, lists, tuples or integer arrays.  ``"mean"``
+    divides each sample's loss by its target length (at least 1), then averages over the batch;
+    ``"none"`` gives ``(N,)``.  An impossible alignment gives ``inf`` (its gradient NaN for
+    :math:`t < T_n`, as torch); ``zero_infinity=True`` makes it 0 with a zero gradient.
+
+    Example:
+        >>> import numpy as np, numbaloss
+        >>> lp = np.log(np.full((3, 1, 2), 0.5))  # T = 3 steps, 2 classes (blank 0), uniform
+        >>> float(numbaloss.ctc_loss(lp, np.array([[1]]), [3], [1], reduction="sum"))  # 6 of 8 paths give "1"
+        0.2876820724517809
+    """
+    return run(ctc_loss.spec, (log_probs, targets, input_lengths, target_lengths),
+               {"blank": blank, "zero_infinity": zero_infinity}, reduction, return_grad, grad_output)

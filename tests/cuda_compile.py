@@ -46,7 +46,7 @@ def signatures():
     """
     import numbaloss
     from numbaloss.core import cuda_host, cuda_reduce, elementwise_cuda
-    from numbaloss.losses import embedding_cuda, multiclass_cuda, multilabel_cuda
+    from numbaloss.losses import ctc_cuda, embedding_cuda, multiclass_cuda, multilabel_cuda
     from numbaloss.losses.classification import cuda as classification_cuda
 
     f64, i64, b1 = types.float64, types.int64, types.boolean
@@ -91,6 +91,11 @@ def signatures():
             add(multilabel_cuda, "_mlm_rows", (M, _arr(it, 2), F, f64, f64, b1, F, M, _arr(types.int8, 2), I))
         for it in (types.int64, types.int32, types.uint8):  # class indices of any integer dtype
             add(multiclass_cuda, "_multi_margin_rows", (M, _arr(it), D, b1, dt, F, f64, f64, b1, F, M, I))
+        L3, F2 = _arr(dt, 3), _arr(f64, 2)
+        # host targets arrive as int64; device targets keep their integer dtype (one more, in one precision)
+        for it in (types.int64,) + ((types.int32,) if dt == types.float32 else ()):
+            add(ctc_cuda, "_ctc_samples", (L3, _arr(it), I, I, I, i64, b1, b1, F, _arr(f64, 3), _arr(f64, 3), F2,
+                                           _arr(types.int32, 3), F, L3, I))
         add(elementwise_cuda, "sum_to_param_kernel", (D, D, I))
         add(cuda_host, "cast_kernel", (F, D))
         add(cuda_host, "zero_kernel", (D,))
@@ -106,12 +111,12 @@ def kernels():
     from numba.cuda.dispatcher import CUDADispatcher
 
     from numbaloss.core import cuda_host, cuda_reduce, elementwise_cuda
-    from numbaloss.losses import embedding_cuda, multiclass_cuda, multilabel_cuda
+    from numbaloss.losses import ctc_cuda, embedding_cuda, multiclass_cuda, multilabel_cuda
     from numbaloss.losses.classification import cuda as classification_cuda
 
     found = set()
     for module in (cuda_host, cuda_reduce, elementwise_cuda, classification_cuda, multilabel_cuda, embedding_cuda,
-                   multiclass_cuda):
+                   multiclass_cuda, ctc_cuda):
         for name, obj in vars(module).items():
             if isinstance(obj, CUDADispatcher) and not obj.targetoptions.get("device") and obj.py_func.__module__ == module.__name__:
                 found.add(obj)

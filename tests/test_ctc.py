@@ -274,3 +274,43 @@ TG = np.array([[1, 2, 3], [1, 1, 0]])
 def test_bad_input(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         numbaloss.ctc_loss(*args, **kwargs)
+
+
+# ------------------------------------------------------------------ CUDA (the simulator in CI: tiny shapes)
+def _device_batch(dtype):
+    rng = np.random.default_rng(12)
+    lp = _log_softmax(rng.standard_normal((6, 3, 4))).astype(dtype)
+    return lp, np.array([[1, 2, 2], [1, 1, 3], [3, 0, 0]]), np.array([6, 2, 5]), np.array([3, 2, 1])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's NumPy scalars warn at inf - inf
+@pytest.mark.parametrize("dtype, reduction", [(np.float64, "none"), (np.float32, "mean")])
+def test_on_device_matches_cpu(dtype, reduction):
+    """Values and gradients (an impossible alignment's NaN rows, a repeated label, t past the input
+    length), device or host targets and lengths, a device grad_output; results stay device arrays."""
+    from numba import cuda
+
+    lp, tg, il, tl = _device_batch(dtype)
+    go = np.array([0.5, 2.0, -1.0]) if reduction == "none" else 1.5
+    want = numbaloss.ctc_loss(lp, tg, il, tl, reduction=reduction, return_grad=True, grad_output=go)
+    dev = (cuda.to_device(tg), il, cuda.to_device(tl)) if dtype == np.float64 else (tg, cuda.to_device(il), tl)
+    got = numbaloss.ctc_loss(cuda.to_device(lp), *dev, reduction=reduction, return_grad=True,
+                             grad_output=cuda.to_device(go) if reduction == "none" else go)
+    assert all(hasattr(a, "copy_to_host") for a in got)
+    assert_close(got[0].copy_to_host(), want[0], dtype)
+    assert_close(got[1].copy_to_host(), want[1], dtype)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_on_device_concatenated_targets_and_bad_labels():
+    from numba import cuda
+
+    lp, tg, il, tl = _device_batch(np.float64)
+    flat = np.concatenate([tg[n, : tl[n]] for n in range(3)]).astype(np.int32)
+    got = numbaloss.ctc_loss(cuda.to_device(lp), cuda.to_device(flat), il, tl, reduction="sum", blank=0)
+    assert_close(got.copy_to_host(), numbaloss.ctc_loss(lp, tg, il, tl, reduction="sum"), np.float64)
+    # bad labels on the device: the error buffer, before any log-probability is read through them
+    for bad, error, match in ((np.array([1, 2, 2, 1, 1, 4]), IndexError, r"label 4 .*index \(5,\)"),
+                              (np.array([1, 2, 0, 1, 1, 3]), ValueError, r"label 0 at targets index \(2,\) equals blank")):
+        with pytest.raises(error, match=match):
+            numbaloss.ctc_loss(cuda.to_device(lp), cuda.to_device(bad), il, tl)

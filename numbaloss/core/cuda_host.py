@@ -41,6 +41,13 @@ def cuda_overload(func, typer, **options):
         overload(func, target="cuda", **options)(typer)
 
 
+def shared(fn):
+    """A CPU formula that takes arrays, for use in a CUDA kernel: the compiled function (numba-cuda
+    compiles its Python body for the device), or on the simulator its plain Python body (a compiled
+    CPU function cannot take the simulator's arrays)."""
+    return fn.py_func if config.ENABLE_CUDASIM else fn
+
+
 # The shared scalar formulas (``losses.binary.bce_*``, ``classification.formulas.class_row_loss``)
 # call ``vmath.exp``/``log``/``log1p``/``exp_neg``.  On the CPU those are the
 # branch-free polynomials (no SVML there); on the GPU libdevice's own functions

@@ -278,20 +278,25 @@ def ctc_layout(lp_shape, t_shape, t_dtype, input_lengths, target_lengths, blank)
 
 
 def check_labels(targets, tl, blank, n_classes):
-    """IndexError for a label outside ``[0, C)``, ValueError for one equal to ``blank``, naming the value
-    and its position; only the first ``target_lengths[n]`` labels of a padded row are read (as torch)."""
+    """The first label (in flat order) outside ``[0, C)`` or equal to ``blank`` raises
+    (:func:`raise_bad_label`); only the first ``target_lengths[n]`` labels of a padded row are read (as torch)."""
     t = targets
     used = (np.arange(t.shape[1]) < tl[:, None]) if t.ndim == 2 else np.ones(t.shape, bool)
-    out = used & ((t < 0) | (t >= n_classes))
-    for bad, error in ((out, IndexError), (used & (t == blank), ValueError)):
-        if bad.any():
-            pos = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), t.shape))
-            value = int(t[pos])
-            if error is IndexError:
-                raise IndexError(f"target label {value} is out of range (at targets index {pos}; valid labels are "
-                                 f"0..{n_classes - 1} except blank = {blank})")
-            raise ValueError(f"target label {value} at targets index {pos} equals blank = {blank}: the blank cannot be "
-                             f"a target label")
+    bad = used & ((t < 0) | (t >= n_classes) | (t == blank))
+    if bad.any():
+        pos = int(np.argmax(bad.reshape(-1)))
+        raise_bad_label(int(t.reshape(-1)[pos]), pos, t.shape, blank, n_classes)
+
+
+def raise_bad_label(value, pos, shape, blank, n_classes):
+    """IndexError for a label outside ``[0, C)``, ValueError for one equal to ``blank``, naming the value
+    and its position (``pos`` flat in the targets of ``shape``)."""
+    where = tuple(int(i) for i in np.unravel_index(pos, shape))
+    if value == blank:
+        raise ValueError(f"target label {value} at targets index {where} equals blank = {blank}: the blank cannot be a "
+                         f"target label")
+    raise IndexError(f"target label {value} is out of range (at targets index {where}; valid labels are 0..{n_classes - 1} "
+                     f"except blank = {blank})")
 
 
 def sample_scale(reduction, grad_output, tl, loss_shape, wanted):
@@ -352,7 +357,7 @@ class Sequences:
 
 
 @register(module="CTCLoss", cpu=_ctc_cpu, cuda="numbaloss.losses.ctc_cuda",
-          arrays=("log_probs", "targets", "input_lengths", "target_lengths"), host_ok=("input_lengths", "target_lengths"),
+          arrays=("log_probs", "targets", "input_lengths", "target_lengths"), host_ok=("targets", "input_lengths", "target_lengths"),
           grads=("log_probs",),
           mean="each sample's loss divided by its target length (at least 1), averaged over the batch",
           family=Sequences())

@@ -176,23 +176,29 @@ def test_edge_cases_as_torch():
 
 
 @needs_torch
-def test_nan_propagates_as_in_torch():
-    """A NaN reaches the loss exactly where torch's full recursion carries it: not from a state the
-    first step never enters (torch sets those to -inf), nor from a time step past the input length."""
+def test_nan_and_inf_propagate_as_in_torch():
+    """A NaN or +inf log-probability reaches the loss and the gradient exactly where torch's full
+    recursions carry it (states outside the windows this kernel computes included): not from a
+    state the first step never enters, nor past the input length; torch's own ``exp(lp)`` term
+    aside (compared in its convention)."""
     import torch
 
     rng = np.random.default_rng(4)
     lp = _log_softmax(rng.standard_normal((8, 1, 5)))
     tg = np.array([[1, 2, 3]])
-    for t, c in ((0, 3), (0, 1), (3, 4), (3, 2), (7, 0), (6, 3)):
-        bad = lp.copy()
-        bad[t, 0, c] = np.nan
-        for il in (8, 6):
-            ours = numbaloss.ctc_loss(bad, tg, [il], [3], reduction="none")
-            want = torch.nn.functional.ctc_loss(torch.tensor(bad), torch.tensor(tg), [il], [3], reduction="none").numpy()
-            assert np.array_equal(np.isnan(ours), np.isnan(want)), (t, c, il)
-            if not np.isnan(want).any():
-                np.testing.assert_allclose(ours, want, rtol=1e-12)
+    for t, c in ((1, 3), (0, 3), (0, 1), (3, 4), (3, 2), (7, 0), (6, 3), (7, 1), (6, 1)):
+        for value in (np.nan, np.inf):
+            bad = lp.copy()
+            bad[t, 0, c] = value
+            for il in (8, 6):
+                loss, g = numbaloss.ctc_loss(bad, tg, [il], [3], reduction="none", return_grad=True)
+                lt = torch.tensor(bad, requires_grad=True)
+                want = torch.nn.functional.ctc_loss(lt, torch.tensor(tg), [il], [3], reduction="none")
+                want.sum().backward()
+                np.testing.assert_allclose(loss, want.detach().numpy(), rtol=1e-12, err_msg=str((t, c, value, il)))
+                with np.errstate(invalid="ignore", over="ignore"):
+                    theirs = g + np.where(np.arange(8)[:, None, None] < il, np.exp(bad), 0.0)
+                assert np.array_equal(np.isnan(theirs), np.isnan(lt.grad.numpy())), (t, c, value, il)
 
 
 def test_float32_long_sequences_stay_accurate():

@@ -27,7 +27,7 @@ import numpy as np
 from ..core import reduce
 from ..core import vmath as vm
 from ..core.dispatch import host_array
-from ..core.jit import blocked, scalar
+from ..core.jit import blocked, scalar, serial
 from ..core.registry import register, run
 from ..core.validate import float_dtype
 
@@ -38,14 +38,14 @@ NEG_INF = -np.inf
 @scalar
 def log_add3_parts(a, b, c):
     """``(m, mid - m, lo - m)`` for ``log(e^a + e^b + e^c) = m + log(1 + e^(mid - m) + e^(lo - m))``, ``m``
-    the largest term; ``m`` is NaN when any term is (torch's log-add propagates it), and the
-    differences are ``-inf`` (not NaN) when all three terms are ``-inf``."""
+    the largest term; ``m`` is NaN when any term is NaN or ``+inf`` (as torch's log-add, whose
+    ``e^(m - m)`` is then NaN), and the differences are ``-inf`` (not NaN) when all three are ``-inf``."""
     hi = a if a > b else b
     lo = b if a > b else a
     m = hi if hi > c else c
     mid = c if hi > c else hi
     ms = m if m > NEG_INF else 0.0
-    return (m if (a == a) & (b == b) & (c == c) else np.nan), mid - ms, lo - ms
+    return (m if (a == a) & (b == b) & (c == c) & (m != np.inf) else np.nan), mid - ms, lo - ms
 
 
 @scalar
@@ -104,7 +104,7 @@ def _gather(row, ext, lo, hi, y):
         y[s] = row[ext[s]]
 
 
-@scalar
+@serial
 def _log_add_rows(x0, x1, x2, skip, y, out, work, corr):
     """``out[k] = log(e^x0[k] + e^x1[k] + (e^x2[k] if skip[k])) + y[k]`` in three loops: the largest
     terms and differences (float64), the corrections in ``corr``'s precision (float32 for float32
@@ -122,7 +122,7 @@ def _log_add_rows(x0, x1, x2, skip, y, out, work, corr):
         out[k] = work[k] + np.float64(corr[k]) + y[k]
 
 
-@scalar
+@serial
 def _occupancies(alpha, beta, y, nll, out, corr):
     """``out[k] = gamma`` (:func:`occupancy_exponent`), the exponential in ``corr``'s precision (the gradient's)."""
     for k in range(y.size):
@@ -136,71 +136,82 @@ def _ctc_kernel(i, order, lp, labels, offsets, in_len, tg_len, blank, zero_infin
     """Sample ``order[i]``: the forward recursion (every ``alpha_t`` kept when ``grad`` is wanted, two
     rows otherwise), ``nll_out[n] = -log p``, and with ``grad`` the backward recursion, one time step at
     a time, writing ``grad[:, n, :]`` (zeros, then the target classes for ``t < input_length``).  Each
-    step computes only :func:`state_window`'s states, unless the sample's ``log_probs`` hold a NaN."""
+    step computes only :func:`state_window`'s states, unless a log-probability it reads is NaN or +inf."""
     n = order[i]
     C = lp.shape[2]
     Tn = in_len[n]
     S = tg_len[n]
     L = 2 * S + 1
     off = offsets[n]
+    # (few array types and no slice assignments: each new one costs a cold first call compile time)
     ext = np.empty(L, np.int64)
-    skip = np.zeros(L + 2, np.bool_)  # padded: skip[s + 2] is read for the last states
+    skip = np.empty(L + 2, np.int64)  # padded: skip[s + 2] is read for the last states
     repeats = 0
     for s in range(L):
         ext[s] = extended_label(labels, off, s, blank)
         skip[s] = can_skip(labels, off, s)
         repeats += s % 2 == 1 and s >= 3 and not skip[s]
-    finite = True
+    skip[L] = skip[L + 1] = 0
+    # torch runs every state: a NaN or +inf log-probability of a state outside the window reaches its
+    # loss (from above the window) or its gradient (below).  Rare: then every state is computed here too.
+    windowed = True
     for t in range(Tn):
         row = lp[t, n]
-        for c in range(C):
-            finite &= row[c] == row[c]
-    windowed = finite
+        lo, hi = state_window(t, Tn, L, True)
+        for s in range(min(lo, L)):  # (two triangles: the last and the first L / 2 steps)
+            windowed &= row[ext[s]] < np.inf
+        for s in range(max(lo, hi), L):
+            windowed &= row[ext[s]] < np.inf
     full = grad is not None
     alpha = np.empty((max(Tn if full else 2, 1), L + 4))  # two -inf pads before, two after
-    y = np.empty(L)
+    y = np.empty(L + 1)  # y[L]: 0, for the final log-add
+    y[L] = 0.0
     work = np.empty(L)
     corr = np.empty(2 * L, lp.dtype)
     if Tn == 0 or (windowed and Tn < S + repeats):  # too short: each repeat needs a blank between
         logp = 0.0 if S == 0 else NEG_INF  # (the windows of an impossible alignment are empty)
     else:
         a0 = alpha[0]
-        a0[:] = NEG_INF
-        for s in range(min(L, 2)):
-            a0[s + 2] = lp[0, n, ext[s]]
+        for s in range(L + 4):
+            a0[s] = lp[0, n, ext[s - 2]] if 2 <= s < 4 and s - 2 < L else NEG_INF
         for t in range(1, Tn):
             prev = alpha[(t - 1) if full else (t - 1) & 1]
             cur = alpha[t if full else t & 1]
             lo, hi = state_window(t, Tn, L, windowed)
-            cur[:2] = NEG_INF
-            cur[hi + 2 : hi + 4] = NEG_INF  # read by the next step's last two states
+            cur[0] = cur[1] = NEG_INF
+            cur[hi + 2] = cur[hi + 3] = NEG_INF  # read by the next step's last two states
             _gather(lp[t, n], ext, lo, hi, y)
             # alpha_t(s) = log(alpha_{t-1}(s) + alpha_{t-1}(s - 1) + [skip] alpha_{t-1}(s - 2)) + y_t(s)
             _log_add_rows(prev[lo + 2 :], prev[lo + 1 :], prev[lo:], skip[lo:], y[lo:hi], cur[lo + 2 : hi + 2], work, corr)
         last = alpha[(Tn - 1) if full else (Tn - 1) & 1]
-        logp = log_add3(last[L + 1], last[L] if L > 1 else NEG_INF, NEG_INF)
+        # log(alpha(L - 1) + alpha(L - 2)) (state -1 is a -inf pad; skip[0] = 0: no third term)
+        _log_add_rows(last[L + 1 :], last[L:], last, skip, y[L:], work[:1], work, corr)
+        logp = work[0]
     nll = -logp
     zeroed = zero_infinity and nll == np.inf
     nll_out[n] = 0.0 if zeroed else nll
     if grad is None:
         return
     g = grad[:, n, :]
-    g[:, :] = 0.0
-    if zeroed or Tn == 0:
-        return
-    if not nll < np.inf:  # NaN or an impossible alignment: torch's gradient is NaN for t < input_length
-        g[:Tn, :] = np.nan
+    # NaN for t < input_length after an impossible alignment or a NaN (as torch), else zeros to start from
+    fill = np.nan if not (zeroed or nll < np.inf) else 0.0
+    for t in range(g.shape[0]):
+        for c in range(C):
+            g[t, c] = fill if t < Tn else 0.0
+    if zeroed or Tn == 0 or fill != 0.0:
         return
     w = wscale[n]
-    betas = np.full((2, L + 4), NEG_INF)  # two -inf pads before (the window's edge), two after
-    occ = np.zeros(L, lp.dtype)
-    acc = np.zeros(C)
+    betas = np.empty((2, L + 4))  # two -inf pads before (the window's edge), two after
+    for s in range(L + 4):
+        betas[0, s] = betas[1, s] = NEG_INF
+    occ = corr[L:]  # (its second half is free during the occupancies)
+    acc = np.empty(C)
     for t in range(Tn - 1, -1, -1):
         lo, hi = state_window(t, Tn, L, windowed)
         beta = betas[t & 1]
         nxt = betas[(t + 1) & 1]  # (two rows indexed by parity: a swapped pair of arrays would not vectorize)
         _gather(lp[t, n], ext, lo, hi, y)
-        beta[lo : lo + 2] = NEG_INF  # below the window: cannot reach the end (read by the step before)
+        beta[lo] = beta[lo + 1] = NEG_INF  # below the window: cannot reach the end (read by the step before)
         if t == Tn - 1:
             for s in range(lo, hi):
                 beta[s + 2] = y[s] if s >= L - 2 else NEG_INF
@@ -208,6 +219,8 @@ def _ctc_kernel(i, order, lp, labels, offsets, in_len, tg_len, blank, zero_infin
             # beta_t(s) = log(beta_{t+1}(s) + beta_{t+1}(s + 1) + [skip into s + 2] beta_{t+1}(s + 2)) + y_t(s)
             _log_add_rows(nxt[lo + 2 :], nxt[lo + 3 :], nxt[lo + 4 :], skip[lo + 2 :], y[lo:hi], beta[lo + 2 : hi + 2], work,
                           corr)
+        if t == Tn - 1:  # torch's last step counts only the two final states (the others' beta is -inf)
+            lo = max(lo, L - 2)
         _occupancies(alpha[t, lo + 2 : hi + 2], beta[lo + 2 : hi + 2], y[lo:hi], nll, occ[lo:hi], corr)
         # each class's gradient sums its states' occupancies, in state order (deterministic)
         for s in range(L):

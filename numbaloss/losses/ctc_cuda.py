@@ -126,7 +126,8 @@ def _ctc_samples(lp, labels, offsets, il, tl, blank, zero_infinity, divide, wsca
                 x2 = b[rn, s + 2] if s + 2 < L and _skips(labels, off, s + 2) else NEG_INF
                 bv = log_add3(b[rn, s], x1, x2) + y
             b[rc, s] = bv
-            o[s] = math.exp(occupancy_exponent(a[t, s], bv, y, nll))
+            # (torch's last step counts only the two final states)
+            o[s] = math.exp(occupancy_exponent(a[t, s], bv, y, nll)) if t < Tn - 1 or s >= L - 2 else 0.0
         cuda.syncthreads()
         acc = 0.0
         for s in range(2 * tid, L, 2 * THREADS):  # the blank's states, each thread's in a fixed order

@@ -22,6 +22,8 @@ BCE_N = 1 << 26
 ROW_SHAPES = {"multilabel_soft_margin_loss": (16384, 1000), "cosine_embedding_loss": (65536, 512),
               "multi_margin_loss": (65536, 1000), "triplet_margin_loss": (65536, 512),
               "multilabel_margin_loss": (16384, 1000)}
+#: ctc_loss's workloads (T, N, C, S), as in the issue: log-softmax inputs, full lengths.
+CTC_SHAPES = ((200, 32, 64, 40), (1000, 64, 512, 200))
 COPY_N = 1 << 28
 #: Timed repeats per measurement (the best is kept).
 REPEATS = 20
@@ -102,6 +104,20 @@ def main():
         ok &= check(f"{name} {rows}x{cols} loss", loss, want)
         for g, arg, w in zip(grads if isinstance(grads, tuple) else (grads,), numbaloss.REGISTRY[name].grads, want_grads):
             ok &= check(f"{name} {rows}x{cols} grad {arg}", g, w)
+    for shape in CTC_SHAPES:
+        x, data = ctc_inputs(*shape)
+        loss, grad = numbaloss.ctc_loss(x.log_softmax(-1), **data, return_grad=True)
+        grad = torch.as_tensor(grad, device=dev)
+        want, want_logits = ctc_torch(x, data)
+        # torch's gradient convention differs (exact + exp(log_probs)): compare through log_softmax
+        logits = grad - torch.softmax(x, -1) * grad.sum(-1, keepdim=True)
+        ok &= check(f"ctc_loss T={shape[0]} N={shape[1]} C={shape[2]} S={shape[3]} loss", loss, want)
+        ok &= check(f"ctc_loss T={shape[0]} N={shape[1]} C={shape[2]} S={shape[3]} grad (logits)", logits, want_logits,
+                    rtol=1e-3)
+        again = torch.as_tensor(numbaloss.ctc_loss(x.log_softmax(-1), **data, return_grad=True)[1], device=dev)
+        same = bool(torch.equal(again, grad))
+        print(f"| ctc_loss T={shape[0]} gradient bitwise equal on a second call | {'ok' if same else 'MISMATCH'} | |")
+        ok &= same
     print(f"\nall correct: {ok}\n")
 
     print("| workload (float32) | numbaloss ms | torch ms | speedup | GB/s | % of copy BW |\n|---|---:|---:|---:|---:|---:|")
@@ -156,6 +172,16 @@ def main():
             label = f"{name}{' fwd+grad' if fused else ''} {rows}x{cols}"
             print(f"| {label} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x | {nbytes / t_ours / 1e9:.0f} | {100 * nbytes / t_ours / bw:.0f}% |")
         del data
+    for shape in CTC_SHAPES:  # ctc_loss: forward, forward+gradient (torch: log-softmax outputs as leaves)
+        x, data = ctc_inputs(*shape)
+        lp = x.log_softmax(-1).detach()
+        read = lp.numel() * 4
+        for fused in (False, True):
+            t_ours = cuda_time(lambda: numbaloss.ctc_loss(lp, **data, return_grad=fused))
+            t_torch = cuda_time(lambda: ctc_torch(lp, data, leaf=True) if fused else F.ctc_loss(lp, **data))
+            nbytes = read * (2 if fused else 1)
+            label = f"ctc_loss{' fwd+grad' if fused else ''} T={shape[0]} N={shape[1]} C={shape[2]} S={shape[3]}"
+            print(f"| {label} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_torch / t_ours:.2f}x | {nbytes / t_ours / 1e9:.0f} | {100 * nbytes / t_ours / bw:.0f}% |")
     print("\nThe cross-entropy row kernel alone (its own bandwidth, without the call's host work and small kernels):\n")
     print("| kernel (float32) | ms | GB/s | % of copy BW |\n|---|---:|---:|---:|")
     for (n, c) in CE_SHAPES:
@@ -224,6 +250,22 @@ def row_inputs(name, rows, cols):
             lab = torch.randint(0, cols, shape, device=dev)
             data[a] = torch.where(torch.arange(cols, device=dev) < 5, lab, torch.full_like(lab, -1))
     return data
+
+
+def ctc_inputs(T, N, C, S):
+    """``(logits, {targets, input_lengths, target_lengths})``: CUDA logits, padded targets, lengths on the host."""
+    x = torch.randn(T, N, C, device=dev)
+    targets = torch.randint(1, C, (N, S), device=dev)
+    return x, {"targets": targets, "input_lengths": torch.full((N,), T), "target_lengths": torch.full((N,), S)}
+
+
+def ctc_torch(x, data, leaf=False):
+    """torch's ``ctc_loss`` and its gradient with respect to ``x`` (logits through log_softmax, or, with
+    ``leaf``, the log-probabilities themselves)."""
+    xx = x.detach().requires_grad_()
+    loss = F.ctc_loss(xx if leaf else xx.log_softmax(-1), **data)
+    loss.backward()
+    return loss.detach(), xx.grad
 
 
 def torch_fwd_bwd(name, data, options):

@@ -74,6 +74,10 @@ ROW_WORKLOADS = [
 ]
 
 
+#: Losses whose float64 reference loops in Python (no NumPy column).
+SLOW_REFERENCES = {"ctc_loss"}
+
+
 @scalar
 def _ce_grad_map(e, f):
     """The cross-entropy gradient loop's body, ``g (f e - b)`` (for the instruction count)."""
@@ -176,6 +180,19 @@ def _workloads(quick):
 
         return ops
 
+    def ctc(T, N, C, S):  # the issue's sizes: log-softmax inputs, full lengths
+        def make(rng):
+            x = torch.from_numpy(rng.standard_normal((T // k, N, C), dtype=np.float32)) if torch is not None else None
+            lp = (x.log_softmax(-1).numpy() if x is not None else
+                  np.log(np.full((T // k, N, C), 1.0 / C, np.float32)))
+            lengths = {"input_lengths": np.full(N, T // k), "target_lengths": np.full(N, S // k)}
+            return lp, rng.integers(1, C, (N, S // k)), lengths
+
+        return make
+
+    def states(simd, fused):  # ctc_loss's work is per state and time step, not per input element: not counted
+        return float("nan")
+
     big = (8192 // k, 32000)
     e = 24 - (3 if quick else 0)
     bce, bcel = "binary_cross_entropy", "binary_cross_entropy_with_logits"
@@ -198,6 +215,12 @@ def _workloads(quick):
             (f"{name}{' fwd+grad' if fused else ''} {rows // k}x{cols}{note}", name, row_loss(rows // k, cols, kind), fused,
              row_kernel(module, kernel))
             for name, rows, cols, kind, module, kernel, note in ROW_WORKLOADS
+            for fused in (False, True)
+        ],
+        *[
+            (f"ctc_loss{' fwd+grad' if fused else ''} T={T // k} N={N} C={C} S={S // k}", "ctc_loss", ctc(T, N, C, S), fused,
+             states)
+            for T, N, C, S in ((200, 32, 64, 40), (500, 64, 128, 100))
             for fused in (False, True)
         ],
         ("cross_entropy fwd 64x10 (per call)", "cross_entropy", ce(64, 10), False, tiles_ce),
@@ -284,7 +307,7 @@ def run_table(quick=False, progress=True, count=True):
             t_ours, t_torch = best_times([lambda: ours(x, y, return_grad=fused, **kw), _torch_call(name, x, y, kw, fused)])
         else:
             t_ours, t_torch = best_time(lambda: ours(x, y, return_grad=fused, **kw)), float("nan")
-        if reference is not None:
+        if reference is not None and name not in SLOW_REFERENCES:
             ref = getattr(reference, name)
             t_np = best_time(lambda: ref(x, y, **kw), repeats=2)
         else:

@@ -48,6 +48,7 @@ def test_gpu_bench_runs_end_to_end(monkeypatch, capsys):
     monkeypatch.setattr(bench, "COPY_N", 1 << 16)
     monkeypatch.setattr(bench, "REPEATS", 1)
     monkeypatch.setattr(bench, "ROW_SHAPES", {name: (6, 40) for name in bench.ROW_SHAPES})
+    monkeypatch.setattr(bench, "CTC_SHAPES", ((6, 2, 5, 2),))
     bench.main()
     out = capsys.readouterr().out
     assert "all correct: True" in out and "MISMATCH" not in out
@@ -55,6 +56,7 @@ def test_gpu_bench_runs_end_to_end(monkeypatch, capsys):
     assert out.count("| rows ") == 4  # the row kernel alone ran (on Numba's simulator here)
     for name in bench.ROW_SHAPES:  # the row losses: checked, then timed forward and forward+gradient
         assert f"{name} 6x40 loss" in out and f"| {name} fwd+grad 6x40 |" in out
+    assert "ctc_loss T=6 N=2 C=5 S=2 grad (logits) | ok" in out and "| ctc_loss fwd+grad T=6 N=2 C=5 S=2 |" in out
 
 
 def test_gpu_check_script_runs_its_steps(tmp_path):

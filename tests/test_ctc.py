@@ -232,6 +232,10 @@ def test_empty_batch():
     assert loss.shape == (0,) and g.shape == lp.shape
     assert numbaloss.ctc_loss(lp, np.zeros((0, 2), np.int64), [], [], reduction="sum") == 0.0
     assert np.isnan(numbaloss.ctc_loss(lp, np.zeros((0, 2), np.int64), [], [], reduction="mean"))
+    # no time steps (torch raises): length 0 with no label is a certain empty alignment, with one impossible
+    loss, g = numbaloss.ctc_loss(np.zeros((0, 2, 3)), np.ones((2, 1), np.int64), [0, 0], [0, 1], reduction="none",
+                                 return_grad=True)
+    assert loss.tolist() == [0.0, np.inf] and g.shape == (0, 2, 3)
 
 
 def test_module_class():

@@ -4,12 +4,15 @@ Each sample's target ``l_1 .. l_S`` is extended with blanks to ``l' = (blank, l_
 ..., l_S, blank)`` (length ``L = 2S + 1``); the forward variables ``alpha_t(s)`` (the log
 probability of every path prefix ending in state ``s`` at time ``t``) and the backward ones
 ``beta_t(s)`` follow the recursions of Graves et al. (2006) in log space, with a stable
-three-term log-add (:func:`log_add3`).  Everything is float64 whatever the input's dtype.
+three-term log-add (:func:`log_add3`).  The variables and sums are float64; for float32 inputs the
+log-add's bounded correction term is float32 (see :func:`_log_add_rows`).
 
 The CPU kernel runs one sample per parallel task (samples taken longest first, dynamically
 scheduled, so ragged lengths balance); each task writes only its own loss and its own
-``grad[:, n, :]``, in a fixed order: no atomics, bitwise the same for any thread count.  The
-formulas below are shared with the CUDA kernel (:mod:`numbaloss.losses.ctc_cuda`).
+``grad[:, n, :]``, in a fixed order: no atomics, bitwise the same for any thread count.  Each time
+step computes only the states that can be on a complete path (:func:`state_window`).  The
+formulas below are shared with the CUDA kernel (:mod:`numbaloss.losses.ctc_cuda`), which runs
+every state, as torch does.
 
 **The gradient is the exact partial derivative with respect to** ``log_probs``:
 ``d loss / d lp[t, n, c] = -exp(log sum_{s: l'_s = c} alpha_t(s) beta_t(s) - lp[t, n, c] + loss)``,

@@ -41,6 +41,12 @@ for loss, grads in (numbaloss.multilabel_soft_margin_loss(x, lab, weight=w, retu
                     numbaloss.multilabel_margin_loss(x, np.where(np.arange(257) < 5, yc[:, None], -1), return_grad=True),
                     numbaloss.triplet_margin_loss(x, x[::-1], x[::3].repeat(3, 0)[:3000], p=1.5, swap=True, return_grad=True)):
     out += [np.asarray(loss).tobytes()] + [g.tobytes() for g in (grads if isinstance(grads, tuple) else (grads,))]
+# ctc_loss: one sample per parallel task (ragged lengths, dynamically scheduled)
+lpc = rng.standard_normal((60, 24, 12)).astype(np.float32)
+lpc = lpc - np.log(np.exp(lpc).sum(-1, keepdims=True))
+loss, gc = numbaloss.ctc_loss(lpc, rng.integers(1, 12, (24, 15)), rng.integers(31, 61, 24), rng.integers(1, 16, 24),
+                              reduction="sum", return_grad=True)
+out += [np.asarray(loss).tobytes(), gc.tobytes()]
 import hashlib
 print(hashlib.sha256(b"".join(out)).hexdigest())
 """

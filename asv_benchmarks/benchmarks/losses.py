@@ -70,3 +70,22 @@ class CrossEntropyOptions:
 
     def time_forward_and_gradient(self, option):
         numbaloss.cross_entropy(self.x, self.t, return_grad=True, **self.kw)
+
+
+class CTC:
+    """ctc_loss at the issue's sizes (T, N, C, S), log-softmax float32 inputs, full lengths."""
+
+    params = [["200x32x64x40", "500x64x128x100"], ["forward", "forward+gradient"]]
+    param_names = ["T x N x C x S", "mode"]
+
+    def setup(self, shape, mode):
+        T, N, C, S = map(int, shape.split("x"))
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((T, N, C))
+        self.args = ((x - np.log(np.exp(x).sum(-1, keepdims=True))).astype(np.float32), rng.integers(1, C, (N, S)),
+                     np.full(N, T), np.full(N, S))
+        self.grad = mode == "forward+gradient"
+        numbaloss.ctc_loss(*self.args, return_grad=self.grad)
+
+    def time_ctc(self, shape, mode):
+        numbaloss.ctc_loss(*self.args, return_grad=self.grad)

@@ -3,6 +3,7 @@
     python -m numbaloss.bench                 # the table (progress bar on stderr)
     python -m numbaloss.bench --plot out.png  # and a chart
     python -m numbaloss.bench --quick         # smaller sizes, a smoke run
+    python -m numbaloss.bench --only ctc_loss # the workloads whose label contains the text
     python -m numbaloss.bench --jit           # first-call cost, cold and warm cache
     python -m numbaloss.bench --ulp           # accuracy of numbaloss's exp/log/log1p
     python -m numbaloss.bench --crossover     # serial vs parallel kernels by size
@@ -72,6 +73,12 @@ ROW_WORKLOADS = [
     ("triplet_margin_loss", 65536, 512, "triplets", "embedding", "_triplet_kernel", ""),
     ("multilabel_margin_loss", 16384, 1000, "label_lists", "multilabel", "_mlm_kernel", " (5 labels)"),
 ]
+
+
+def uncounted(simd, fused):
+    """The ``ops`` of a workload whose work is not per input element (ctc_loss: per state and time
+    step): not counted (the roofline columns stay empty)."""
+    return float("nan")
 
 
 #: Losses whose float64 reference loops in Python (no NumPy column).
@@ -190,9 +197,6 @@ def _workloads(quick):
 
         return make
 
-    def states(simd, fused):  # ctc_loss's work is per state and time step, not per input element: not counted
-        return float("nan")
-
     big = (8192 // k, 32000)
     e = 24 - (3 if quick else 0)
     bce, bcel = "binary_cross_entropy", "binary_cross_entropy_with_logits"
@@ -219,7 +223,7 @@ def _workloads(quick):
         ],
         *[
             (f"ctc_loss{' fwd+grad' if fused else ''} T={T // k} N={N} C={C} S={S // k}", "ctc_loss", ctc(T, N, C, S), fused,
-             states)
+             uncounted)
             for T, N, C, S in ((200, 32, 64, 40), (500, 64, 128, 100))
             for fused in (False, True)
         ],
@@ -286,11 +290,12 @@ def _torch_call(name, x, y, kw, fused):
     return fwd_bwd
 
 
-def run_table(quick=False, progress=True, count=True):
-    """Every workload side by side with torch, and its place on this machine's roofline."""
+def run_table(quick=False, progress=True, count=True, only=None):
+    """Every workload (or those whose label contains ``only``) side by side with torch, and its place on
+    this machine's roofline."""
     rows = []
     rng = np.random.default_rng(0)
-    items = _workloads(quick)
+    items = [(i, w) for i, w in enumerate(_workloads(quick)) if only is None or only in w[0]]
     bar = _progress(len(items) + 2, progress)
     m = roofline.machine()
     bw = roofline.bandwidth()
@@ -300,7 +305,7 @@ def run_table(quick=False, progress=True, count=True):
         import numba
 
         torch.set_num_threads(numba.get_num_threads())
-    for index, (label, name, make, fused, kernels) in enumerate(items):
+    for index, (label, name, make, fused, kernels) in items:
         x, y, kw = make(rng)
         ours = getattr(numbaloss, name)
         if torch is not None:
@@ -314,7 +319,7 @@ def run_table(quick=False, progress=True, count=True):
             t_np = float("nan")
         n = _elements(name, x)
         nbytes = _bytes(name, x, y, kw, fused)
-        ops = roofline.count_in_fresh_process(index, m["simd_bits"]) if count else float("nan")
+        ops = roofline.count_in_fresh_process(index, m["simd_bits"]) if count and kernels is not uncounted else float("nan")
         t_mem = nbytes / bw["read"]
         t_ops = ops * n / rate
         rows.append(dict(label=label, ours=t_ours, torch=t_torch, numpy=t_np, gbs=nbytes / t_ours / 1e9,
@@ -531,6 +536,7 @@ def main(argv=None):
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the speedups as a chart")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not for reporting)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--only", metavar="TEXT", help="only the workloads whose label contains TEXT (e.g. ctc_loss)")
     parser.add_argument("--jit", action="store_true", help="first-call cost with a cold and a warm cache")
     parser.add_argument("--ulp", action="store_true", help="accuracy of the vectorized exp/log/log1p")
     parser.add_argument("--crossover", action="store_true", help="serial vs parallel kernel time by size")
@@ -544,7 +550,7 @@ def main(argv=None):
     if args.crossover:
         print(crossover())
         return
-    rows, roof = run_table(quick=args.quick, progress=not args.no_progress)
+    rows, roof = run_table(quick=args.quick, progress=not args.no_progress, only=args.only)
     print(format_table(rows, roof))
     if args.plot:
         plot(rows, args.plot)

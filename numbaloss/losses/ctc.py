@@ -165,7 +165,7 @@ def _ctc_kernel(i, order, lp, labels, offsets, in_len, tg_len, blank, zero_infin
             windowed &= row[ext[s]] < np.inf
         for s in range(max(lo, hi), L):
             windowed &= row[ext[s]] < np.inf
-    full = grad is not None
+    full = grad.size > 0  # (an empty gradient array, not None: one compiled kernel serves both calls)
     alpha = np.empty((max(Tn if full else 2, 1), L + 4))  # two -inf pads before, two after
     y = np.empty(L + 1)  # y[L]: 0, for the final log-add
     y[L] = 0.0
@@ -193,7 +193,7 @@ def _ctc_kernel(i, order, lp, labels, offsets, in_len, tg_len, blank, zero_infin
     nll = -logp
     zeroed = zero_infinity and nll == np.inf
     nll_out[n] = 0.0 if zeroed else nll
-    if grad is None:
+    if not full:
         return
     g = grad[:, n, :]
     # NaN for t < input_length after an impossible alignment or a NaN (as torch), else zeros to start from
@@ -345,7 +345,7 @@ def _ctc_cpu(spec, log_probs, targets, input_lengths, target_lengths, *, reducti
     labels = np.ascontiguousarray(t, np.int64).reshape(-1)
     w = sample_scale(reduction, grad_output, tl, loss_shape, return_grad)
     nll = np.empty(N)
-    grad = np.empty((T, N, C), dtype) if return_grad else None
+    grad = np.empty((T, N, C) if return_grad else (0, 0, 0), dtype)
     cost = il * (2 * tl + 1)
     order = np.argsort(-cost, kind="stable")  # longest first: the dynamic schedule then balances
     with numba.parallel_chunksize(1):

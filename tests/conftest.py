@@ -45,6 +45,17 @@ LOSSES = {name: (spec.fn, FACTS[name][0], name) for name, spec in numbaloss.REGI
           if name in FACTS and FACTS[name][1] is not None}
 
 
+def central_differences(objective, at, h=1e-6):
+    """``d objective / d at``, entry by entry, by central differences (``objective`` of one array)."""
+    fd = np.empty_like(at)
+    for idx in np.ndindex(at.shape):
+        up, down = at.copy(), at.copy()
+        up[idx] += h
+        down[idx] -= h
+        fd[idx] = (objective(up) - objective(down)) / (2 * h)
+    return fd
+
+
 def assert_close(actual, expected, dtype, scale=None):
     """Compare with the dtype's tolerance; NaN must match NaN and inf must match inf.  Tuples (the
     gradients of a loss with several) are compared entry by entry; None must match None."""

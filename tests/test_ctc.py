@@ -6,7 +6,7 @@ import pytest
 
 import numbaloss
 from tests import reference
-from tests.conftest import TOL, assert_close, needs_torch
+from tests.conftest import TOL, assert_close, central_differences, needs_torch
 
 REDUCTIONS = ("none", "sum", "mean")
 
@@ -139,14 +139,7 @@ def test_finite_differences(reduction):
     il[2] = 7  # every alignment possible
     go = rng.uniform(0.5, 2, 3) if reduction == "none" else 1.7
     _, g = numbaloss.ctc_loss(lp, tg, il, tl, reduction=reduction, return_grad=True, grad_output=go)
-    h = 1e-6
-    fd = np.empty_like(lp)
-    for idx in np.ndindex(lp.shape):
-        up, dn = lp.copy(), lp.copy()
-        up[idx] += h
-        dn[idx] -= h
-        fd[idx] = (np.sum(go * numbaloss.ctc_loss(up, tg, il, tl, reduction=reduction))
-                   - np.sum(go * numbaloss.ctc_loss(dn, tg, il, tl, reduction=reduction))) / (2 * h)
+    fd = central_differences(lambda a: np.sum(go * numbaloss.ctc_loss(a, tg, il, tl, reduction=reduction)), lp)
     np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-8)
 
 

@@ -5,7 +5,7 @@ import pytest
 
 import numbaloss
 from tests.cases import ELEMENTWISE, L1, ROWS, third
-from tests.conftest import LOSSES
+from tests.conftest import LOSSES, central_differences
 
 FD_CASES = {
     "cross_entropy": [
@@ -79,14 +79,7 @@ def test_finite_differences(name, i, reduction):
         def objective(a):
             return float(np.sum(go * fn(**dict(call, **{arg: a}), reduction=reduction)))
 
-        at = call[arg]
-        h = 1e-6
-        fd = np.empty_like(at)
-        for idx in np.ndindex(at.shape):
-            ap, am = at.copy(), at.copy()
-            ap[idx] += h
-            am[idx] -= h
-            fd[idx] = (objective(ap) - objective(am)) / (2 * h)
+        fd = central_differences(objective, call[arg])
         np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7 * max(1.0, np.abs(fd).max()), err_msg=arg)
 
 

@@ -493,7 +493,9 @@ def _ctc_one(lp, labels, blank):
         if not np.isfinite(nll):
             return nll, np.full((T, C), np.nan)
         for c in set(ext.tolist()):
-            grad[:, c] = -np.exp(np.logaddexp.reduce((la + lb)[:, ext == c], axis=1) - lp[:, c] + nll)
+            lab = np.logaddexp.reduce((la + lb)[:, ext == c], axis=1)
+            # no complete path through (t, c) (its log-probability may be -inf): the derivative is 0
+            grad[:, c] = np.where(lab == -np.inf, 0.0, -np.exp(lab - lp[:, c] + nll))
     return nll, grad
 
 

@@ -132,6 +132,25 @@ def test_matches_every_alignment_enumerated(seed):
     np.testing.assert_allclose(g, want_g, rtol=1e-10, atol=1e-14)
 
 
+def test_random_small_cases_match_reference():
+    """Random tiny batches against the float64 reference: every length (0 included) and blank, masked
+    (-inf) log-probabilities, both zero_infinity settings; the state windows' edges all get hit."""
+    rng = np.random.default_rng(123)
+    for it in range(60):
+        T, N, C, S = (int(rng.integers(lo, hi)) for lo, hi in ((0, 13), (1, 5), (2, 5), (0, 6)))
+        blank = int(rng.integers(0, C))
+        tg = rng.choice([c for c in range(C) if c != blank], (N, S))
+        tl, il = rng.integers(0, S + 1, N), rng.integers(0, T + 1, N)
+        lp = rng.standard_normal((T, N, C)) * 2 - 1
+        lp[rng.random(lp.shape) < 0.1] = -np.inf  # masked classes: no path through them, gradient 0
+        kw = dict(blank=blank, reduction=REDUCTIONS[it % 3], zero_infinity=bool(it % 2))
+        loss, g = numbaloss.ctc_loss(lp, tg, il, tl, return_grad=True, **kw)
+        want, want_g = reference.ctc_loss(lp, tg, il, tl, **kw)
+        np.testing.assert_allclose(loss, want, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(g, want_g, rtol=1e-9, atol=1e-12)
+        assert not np.isnan(g).any() or np.isinf(want).any() or np.isnan(want).any()
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_finite_differences(reduction):
     rng = np.random.default_rng(11)

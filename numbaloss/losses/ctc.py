@@ -69,8 +69,12 @@ def occupancy_exponent(log_alpha, log_beta, lp, nll):
     """``log gamma_t(s) = alpha_t(s) + beta_t(s) - lp + nll``: ``gamma_t(s)``, the probability that a path is
     in state ``s`` at time ``t`` (both variables include ``y_t(s) = e^lp``), sums to 1 over the states,
     so this is at most 0 (up to rounding) and its exponential needs no scaling.  ``d nll / d lp[t, c]``
-    is minus the sum of ``gamma_t(s)`` over the states of class ``c``."""
-    return log_alpha + log_beta - lp + nll
+    is minus the sum of ``gamma_t(s)`` over the states of class ``c``.  A state no complete path
+    passes (``alpha`` or ``beta`` ``-inf`` and the other not ``+inf`` or NaN; a ``-inf`` log-probability
+    included) gets ``-inf``: its derivative is 0 (torch's is NaN there, from ``-inf + inf``)."""
+    e = log_alpha + log_beta - lp + nll
+    no_path = ((log_alpha == NEG_INF) & (log_beta < np.inf)) | ((log_beta == NEG_INF) & (log_alpha < np.inf))
+    return NEG_INF if no_path else e  # (-inf + inf or NaN stays NaN, as torch's)
 
 
 @scalar

@@ -27,7 +27,7 @@ def test_every_kernel_compiles_to_ptx():
     import numbaloss
 
     kernels = ["_ce_rows_warp", "_ce_rows_block", "_nll_rows_cuda", "_targets_cuda", "sum_partials_kernel", "_mlsm_rows",
-               "_cosine_rows", "_multi_margin_rows", "_triplet_rows", "_mlm_rows"]
+               "_cosine_rows", "_multi_margin_rows", "_triplet_rows", "_mlm_rows", "_ctc_samples"]
     template = [s for s in numbaloss.REGISTRY.values() if s.cuda == "numbaloss.core.elementwise_cuda"]
     kernels += [s.family.kernel_name(s.name, key) for s in template for key in (s.family.variants or [()])]
     for kernel in kernels:

@@ -84,18 +84,23 @@ def test_matches_torch(dtype, layout, zero_infinity, blank):
 
 @needs_torch
 def test_torch_convention_is_ours_plus_exp_log_probs():
-    """The README's one line: torch's gradient is ours + exp(log_probs) where t < input_length,
-    whatever ``log_probs`` holds (here un-normalised)."""
+    """The README's rule: torch's gradient is ours + w[n] exp(log_probs) where t < input_length, w[n]
+    the sample's weight in the reduction, whatever ``log_probs`` holds (here un-normalised)."""
     import torch
 
     rng = np.random.default_rng(3)
     _, lp, tg, il, tl = batch(rng, normalised=False)
     il[2] = 12  # every alignment possible (torch's NaN rows aside)
-    lt = torch.tensor(lp, requires_grad=True)
-    torch.nn.functional.ctc_loss(lt, torch.tensor(tg), torch.tensor(il), torch.tensor(tl), reduction="sum").backward()
-    _, g = numbaloss.ctc_loss(lp, tg, il, tl, reduction="sum", return_grad=True)
     inside = (np.arange(lp.shape[0])[:, None] < il[None, :])[..., None]
-    np.testing.assert_allclose(g + np.where(inside, np.exp(lp), 0.0), lt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    N = lp.shape[1]
+    for reduction, go, w in (("sum", 1.0, np.ones(N)), ("mean", 0.6, 0.6 / (N * np.maximum(tl, 1))),
+                             ("none", np.linspace(-1, 2, N), np.linspace(-1, 2, N))):
+        lt = torch.tensor(lp, requires_grad=True)
+        loss = torch.nn.functional.ctc_loss(lt, torch.tensor(tg), torch.tensor(il), torch.tensor(tl), reduction=reduction)
+        (loss * torch.tensor(go, dtype=torch.float64)).sum().backward()
+        _, g = numbaloss.ctc_loss(lp, tg, il, tl, reduction=reduction, return_grad=True, grad_output=go)
+        np.testing.assert_allclose(g + np.where(inside, w[None, :, None] * np.exp(lp), 0.0), lt.grad.numpy(), rtol=1e-10,
+                                   atol=1e-12, err_msg=reduction)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])

@@ -395,8 +395,9 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
     log-space forward/backward variables :math:`\alpha, \beta` over the blank-extended target
     :math:`l'` (length :math:`L = 2 S_n + 1`).  The gradient is the exact derivative (0 for
     classes outside the target and for :math:`t \ge T_n`); torch's is this plus
-    :math:`e^{\mathrm{lp}}` for :math:`t < T_n` (it assumes ``log_softmax`` inputs: add
-    ``np.exp(log_probs)`` there to get torch's convention).
+    :math:`w_n e^{\mathrm{lp}}` for :math:`t < T_n`, :math:`w_n` the sample's weight in the
+    reduction (it assumes ``log_softmax`` inputs; for ``"sum"``, add ``np.exp(log_probs)`` there to
+    get torch's convention).
 
     ``log_probs`` is ``(T, N, C)`` (or unbatched ``(T, C)``), float32 or float64; ``targets`` padded
     ``(N, S)`` or concatenated 1-d (``sum(target_lengths)`` labels), any integer dtype, never

@@ -176,6 +176,12 @@ class Call:
             _NOTHING[key] = cuda.device_array((0,) * ndim, key[0])
         return _NOTHING[key]
 
+    def host(self, a, name):
+        """``a``'s contents on the host when it is a device array (copied on the call's stream, which
+        waits for its producer); anything else unchanged.  For the small inputs the host reads:
+        ``grad_output``, ``ctc_loss``'s lengths."""
+        return self.view(a, name).copy_to_host(stream=self.stream) if is_device_array(a) else a
+
     def to_device(self, host):
         """A host array copied to the device, on the call's stream."""
         d = self.empty(host.shape, host.dtype)
@@ -248,8 +254,7 @@ def device_grad_scale(call, reduction, grad_output, loss_shape, wanted):
     A uniform scale travels as a kernel argument (no copy); a per-sample one
     (``none`` with an array ``grad_output``) is copied to the device.
     """
-    if grad_output is not None and is_device_array(grad_output):
-        grad_output = call.view(grad_output, "grad_output").copy_to_host(stream=call.stream)
+    grad_output = call.host(grad_output, "grad_output")
     g, stride = grad_scale(reduction if reduction != "mean" else "sum", grad_output, 1.0, loss_shape, wanted)
     if stride:
         return call.to_device(np.ascontiguousarray(g, np.float64)), 0.0

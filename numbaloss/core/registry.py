@@ -51,7 +51,7 @@ class Loss:
     cuda: str
     arrays: tuple = ("input", "target")  #: data arguments, in order; all on one device
     params: tuple = ()  #: optional array options (``weight``...): host arrays allowed beside device data
-    host_ok: tuple = ()  #: data arrays that may stay on the host beside device data (``ctc_loss``'s lengths)
+    host_ok: tuple = ()  #: data arrays that may stay on the host beside device data (``ctc_loss``'s targets, lengths)
     grads: tuple = ("input",)  #: arguments that receive gradients, in argument order
     reductions: tuple = ("none", "mean", "sum")
     mean: str = "elements"  #: what ``"mean"`` divides by

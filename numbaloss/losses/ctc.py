@@ -246,7 +246,7 @@ def _lengths(v, name, n, batched):
         raise TypeError(f"{name} must hold integers, got booleans")
     a = np.asarray(v, np.int64 if isinstance(v, (list, tuple)) and not v else None) \
         if isinstance(v, (numbers.Integral, list, tuple)) else host_array(v, name)
-    if a.dtype.kind not in "iu" or a.dtype == np.bool_:
+    if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must be integral (an int, a list or tuple of ints, or an integer array), got dtype {a.dtype}")
     if a.size != n:
         raise ValueError(f"{name} must have one entry per sample: expected {n} value{'s' * (n != 1)}, got {a.size} "
@@ -272,7 +272,7 @@ def ctc_layout(lp_shape, t_shape, t_dtype, input_lengths, target_lengths, blank)
     N = lp_shape[1] if batched else 1
     if not (isinstance(blank, numbers.Integral) and not isinstance(blank, bool) and 0 <= blank < C):
         raise ValueError(f"blank must be in label range [0, {C}), got {blank!r}")
-    if np.dtype(t_dtype).kind not in "iu" or np.dtype(t_dtype) == np.bool_:
+    if np.dtype(t_dtype).kind not in "iu":
         raise TypeError(f"targets must hold integer class labels, got dtype {np.dtype(t_dtype)}")
     il = _lengths(input_lengths, "input_lengths", N, batched)
     tl = _lengths(target_lengths, "target_lengths", N, batched)
@@ -333,9 +333,8 @@ def finish(reduction, nll, tl, dtype, loss_shape):
     each divided by its target length (at least 1)."""
     if reduction == "none":
         return nll.astype(dtype).reshape(loss_shape)
-    if reduction == "mean":
-        return dtype.type(reduce.divide(reduce.tree_sum_host(nll / np.maximum(tl, 1)), nll.size))
-    return dtype.type(reduce.tree_sum_host(nll))
+    per = nll / np.maximum(tl, 1) if reduction == "mean" else nll
+    return reduce.finish(reduction, None, reduce.tree_sum_host(per), nll.size, dtype, loss_shape)
 
 
 def _ctc_cpu(spec, log_probs, targets, input_lengths, target_lengths, *, reduction, return_grad, grad_output, blank=0,

@@ -16,7 +16,7 @@ import numpy as np
 from numba import config, cuda, float64, int32
 
 from ..core import cuda_host
-from ..core.cuda_host import finish_rows, shared
+from ..core.cuda_host import HostTarget, finish_rows, shared
 from ..core.cuda_reduce import TPB, group_sum
 from ..core.dispatch import is_device_array
 from ..core.validate import float_dtype
@@ -146,11 +146,6 @@ def _ctc_samples(lp, labels, offsets, il, tl, blank, zero_infinity, divide, wsca
         cuda.syncthreads()
 
 
-def _host_ints(call, a, name):
-    """Lengths given as device arrays, copied to the host (``N`` integers: the host validates them)."""
-    return call.view(a, name).copy_to_host(stream=call.stream) if is_device_array(a) else a
-
-
 def run(spec, log_probs, targets, input_lengths, target_lengths, *, reduction, return_grad, grad_output, blank=0,
         zero_infinity=False):
     """The device path of ``ctc_loss`` (see :class:`numbaloss.core.registry.Loss`): ``targets`` and the
@@ -160,8 +155,9 @@ def run(spec, log_probs, targets, input_lengths, target_lengths, *, reduction, r
     dtype = float_dtype(x.dtype, "log_probs")
     on_device = is_device_array(targets)
     t = call.view(targets, "targets") if on_device else np.asarray(targets)
-    il_in, tl_in = _host_ints(call, input_lengths, "input_lengths"), _host_ints(call, target_lengths, "target_lengths")
-    T, N, C, loss_shape, il, tl, offsets = ctc_layout(x.shape, t.shape, t.dtype, il_in, tl_in, blank)
+    # the lengths are read on the host (N integers: validated there, as torch does)
+    T, N, C, loss_shape, il, tl, offsets = ctc_layout(x.shape, t.shape, t.dtype, call.host(input_lengths, "input_lengths"),
+                                                      call.host(target_lengths, "target_lengths"), blank)
     if not x.is_c_contiguous():
         raise ValueError("log_probs: non-contiguous Numba device arrays are not supported here; pass a contiguous array")
     if on_device:
@@ -172,9 +168,8 @@ def run(spec, log_probs, targets, input_lengths, target_lengths, *, reduction, r
         check_labels(t if t.ndim == 2 else t.reshape(-1), tl, blank, C)
         labels = call.to_device(np.ascontiguousarray(t, np.int64).reshape(-1)) if t.size else call.nothing(np.int64)
     lp = x.reshape(T, N, C)
-    if is_device_array(grad_output):
-        grad_output = call.view(grad_output, "grad_output").copy_to_host(stream=call.stream)
-    w = call.to_device(sample_scale(reduction, grad_output, tl, loss_shape, return_grad)) if N else call.nothing(np.float64)
+    w = sample_scale(reduction, call.host(grad_output, "grad_output"), tl, loss_shape, return_grad)
+    w = call.to_device(w) if N else call.nothing(np.float64)
     Lmax = 2 * int(tl.max(initial=0)) + 1
     grad = call.empty((T, N, C), dtype) if return_grad else call.nothing(dtype, 3)
     alpha = call.empty((N, max(T, 1) if return_grad else 2, Lmax), np.float64) if N else call.nothing(np.float64, 3)
@@ -184,11 +179,11 @@ def run(spec, log_probs, targets, input_lengths, target_lengths, *, reduction, r
     loss_rows = call.empty(N, np.float64)
     err = call.error_buffer()
     if N:
-        _ctc_samples[N, THREADS, call.stream](lp, labels, call.to_device(offsets), call.to_device(il), call.to_device(tl), int(blank),
-                    bool(zero_infinity), reduction == "mean", w, alpha, beta, occ, links, loss_rows, grad, err)
+        _ctc_samples[N, THREADS, call.stream](lp, labels, call.to_device(offsets), call.to_device(il), call.to_device(tl),
+                                              int(blank), bool(zero_infinity), reduction == "mean", w, alpha, beta, occ,
+                                              links, loss_rows, grad, err)
     value = finish_rows(call, reduction, loss_rows, (call.nothing(np.float64), float(N)), dtype, loss_shape)
     pos = call.first_error(err)
-    if pos >= 0:
-        flat = t.reshape(t.size)
-        raise_bad_label(int(flat[pos : pos + 1].copy_to_host()[0]), pos, tuple(t.shape), blank, C)
+    if pos >= 0:  # (only device targets are checked on the device)
+        raise_bad_label(int(HostTarget(t)[pos]), pos, tuple(t.shape), blank, C)
     return value, ((call.result(grad.reshape(x.shape)),) if return_grad else ())

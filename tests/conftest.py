@@ -146,3 +146,17 @@ def torch_error_scale(name, x, kwargs, grad_output=None, second=None, ours=False
     n = max(np.size(x), 1) if kwargs.get("reduction", "mean") == "mean" else 1
     ax = np.abs(x[np.isfinite(x)]).max(initial=1.0)
     return float(ax * w * (1 + pw) * max(n, 1)), float(w * (1 + pw) * g)
+
+
+#: The test files that take longest (most of it Numba and NVVM compiles), longest first.  pytest-xdist
+#: hands files to its two workers in collection order, so collecting these first spreads them over
+#: both workers instead of leaving one of them alone with a two-minute file at the end.
+LONGEST_FIRST = ("tests/test_cuda_compile.py", "tests/test_determinism.py", "tests/test_parity.py", "tests/test_cuda.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        path = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order inside each file is kept

@@ -5,6 +5,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+from tests.cases import DTYPES, all_cases, make
+from tests.conftest import LOSSES
 
 SCRIPT = r"""
 import sys, numpy as np, numbaloss
@@ -91,3 +95,28 @@ def test_serial_and_parallel_kernels_agree_bitwise(monkeypatch):
             monkeypatch.undo()
             for a, b in zip(small, big):
                 assert np.asarray(a).tobytes() == np.asarray(b).tobytes(), (name, reduction)
+
+
+#: Each loss's first parity case: its largest shape (above the parallel threshold) and first option.
+LARGE = {name: next(c for c in all_cases() if c[0] == name) for name in LOSSES}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_parallel_kernel_matches_its_serial_kernel(name, monkeypatch):
+    """Bitwise, values and gradients, mean and none.  tests/test_parity.py checks the serial kernels
+    against torch and the references (at every shape and option): this carries those checks over
+    to the parallel kernels, which run the same compiled block function inside a ``prange``."""
+    from numbaloss.core import jit
+
+    _, shape, option, _ = LARGE[name]
+    dtype = DTYPES[sorted(LOSSES).index(name) % 2]
+    (x, t, kwargs), _ = make(name, shape, dtype, option)
+    fn = LOSSES[name][0]
+    for reduction in ("mean", "none"):
+        runs = []
+        for threshold in (1 << 62, 0):  # serial, then parallel
+            monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", threshold)
+            loss, grad = fn(x, t, reduction=reduction, return_grad=True, **kwargs)
+            grads = grad if isinstance(grad, tuple) else (grad,)
+            runs.append([np.asarray(loss).tobytes()] + [None if g is None else g.tobytes() for g in grads])
+        assert runs[0] == runs[1], (name, reduction)

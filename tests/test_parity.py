@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from numbaloss.core import jit
 from tests.cases import DTYPES, ELEMENTWISE, ROWS, all_cases, grad_output_for, make
 from tests.conftest import LOSSES, assert_close, grad_args, needs_torch, run_torch, torch_error_scale
 
@@ -11,6 +12,15 @@ CASES = all_cases()
 #: "mean" (numbaloss: 0 and NaN, as every other loss).
 TORCH_EMPTY_GARBAGE = {"multi_margin_loss", "multilabel_margin_loss"}
 IDS = ["-".join([c[0], "x".join(map(str, c[1])) or "scalar", c[2], c[3]]) for c in CASES]
+
+
+@pytest.fixture(autouse=True)
+def serial_kernels(monkeypatch):
+    """Every case here runs the serial kernels, large shapes included.  A parallel kernel is a
+    ``prange`` over the same compiled block function (or the same source, compiled twice), and each
+    costs seconds of compile per signature: tests/test_determinism.py checks every loss's parallel
+    kernel bitwise against its serial one instead, which carries these checks over to it."""
+    monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", 1 << 62)
 
 
 def _loss_shape(name, x, t):

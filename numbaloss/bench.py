@@ -7,6 +7,7 @@
     python -m numbaloss.bench --jit           # first-call cost, cold and warm cache
     python -m numbaloss.bench --ulp           # accuracy of numbaloss's exp/log/log1p
     python -m numbaloss.bench --crossover     # serial vs parallel kernels by size
+    python -m numbaloss.bench --torch         # numbaloss.torch in training steps, against torch's losses
 
 Every figure is the best of several repeats (this machine is shared and noisy),
 measured in the same process with the same thread count for numbaloss and torch.
@@ -530,6 +531,63 @@ class _progress:
             print(file=sys.stderr)
 
 
+def torch_adapter(quick=False, repeats=5):
+    """numbaloss.torch against torch's own loss: a training step's loss (forward + backward, and the
+    raw ``return_grad`` call the adapter wraps), the per-call cost at 64x10, and a whole training step
+    of an MLP with a 32000-class output (float32, the same threads for both)."""
+    import numbaloss.torch as nlt
+
+    rng = np.random.default_rng(0)
+    N, C = (1024, 4000) if quick else (8192, 32000)
+    rows = []
+
+    def loss_rows(label, x, y):
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+        def step(fn):
+            def run():
+                leaf = xt.detach().requires_grad_()
+                fn(leaf, yt).backward()
+            return run
+
+        # in pairs: a large torch step leaves the allocator and the page cache to whatever runs next
+        t_torch, t_ours = best_times([step(F.cross_entropy), step(nlt.cross_entropy)], repeats=repeats, min_time=0.02)
+        t_adapter, t_raw = best_times([step(nlt.cross_entropy), lambda: numbaloss.cross_entropy(x, y, return_grad=True)],
+                                      repeats=repeats, min_time=0.02)
+        t_fwd_torch, t_fwd_ours = best_times([lambda: F.cross_entropy(xt, yt), lambda: nlt.cross_entropy(xt, yt)],
+                                             repeats=repeats, min_time=0.02)
+        rows.append(f"| cross_entropy {label}, forward | {t_fwd_torch * 1e6:,.1f} us | {t_fwd_ours * 1e6:,.1f} us "
+                    f"| | {t_fwd_torch / t_fwd_ours:.2f}x |")
+        rows.append(f"| cross_entropy {label}, forward + backward | {t_torch * 1e6:,.1f} us | {t_ours * 1e6:,.1f} us "
+                    f"| {t_raw * 1e6:,.1f} us (adapter {t_adapter * 1e6:,.1f} us, {t_adapter / t_raw - 1:+.0%}) "
+                    f"| {t_torch / t_ours:.2f}x |")
+
+    loss_rows(f"{N}x{C}", rng.standard_normal((N, C), np.float32), rng.integers(0, C, N))
+    loss_rows("64x10", rng.standard_normal((64, 10), np.float32), rng.integers(0, 10, 64))
+
+    # a training step of a small MLP whose output layer has C classes, batch B
+    B, H = (512, 64) if quick else (4096, 128)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, H), torch.nn.ReLU(), torch.nn.Linear(H, C))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    xb, yb = torch.randn(B, 64), torch.randint(0, C, (B,))
+
+    def train(loss_fn):
+        def run():
+            opt.zero_grad()
+            loss_fn(model(xb), yb).backward()
+            opt.step()
+        return run
+
+    t_torch, t_ours = best_times([train(torch.nn.CrossEntropyLoss()), train(nlt.CrossEntropyLoss())],
+                                 repeats=repeats, min_time=0.02)
+    rows.append(f"| MLP training step, {B}x{C} output | {t_torch * 1e3:,.1f} ms | {t_ours * 1e3:,.1f} ms | "
+                f"| {t_torch / t_ours:.2f}x |")
+    head = ("| float32, CPU | torch | numbaloss.torch | raw `return_grad` call (adapter beside it) | speedup |\n"
+            "|---|---:|---:|---:|---:|")
+    return f"{head}\n" + "\n".join(rows) + f"\n\n{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m numbaloss.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the speedups as a chart")
@@ -539,7 +597,11 @@ def main(argv=None):
     parser.add_argument("--jit", action="store_true", help="first-call cost with a cold and a warm cache")
     parser.add_argument("--ulp", action="store_true", help="accuracy of the vectorized exp/log/log1p")
     parser.add_argument("--crossover", action="store_true", help="serial vs parallel kernel time by size")
+    parser.add_argument("--torch", action="store_true", help="numbaloss.torch against torch's losses in training steps")
     args = parser.parse_args(argv)
+    if args.torch:
+        print(torch_adapter(quick=args.quick))
+        return
     if args.jit:
         print(jit_costs())
         return

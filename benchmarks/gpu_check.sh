@@ -12,5 +12,5 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 unset NUMBA_ENABLE_CUDASIM
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu_device.txt"
 python3 -c "import numba, numba_cuda, torch; print('numba', numba.__version__, 'numba-cuda', numba_cuda.__version__, 'torch', torch.__version__)" 2>&1 | tee -a "$OUT/gpu_device.txt"
-timeout 240 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_cuda.py tests/test_ctc.py 2>&1 | tail -40 | tee "$OUT/gpu_tests.txt"
+timeout 240 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_cuda.py tests/test_ctc.py tests/test_torch_adapter.py 2>&1 | tail -40 | tee "$OUT/gpu_tests.txt"
 timeout 240 python3 benchmarks/gpu_bench.py 2>&1 | tee "$OUT/gpu_bench.md"

@@ -89,3 +89,28 @@ class CTC:
 
     def time_ctc(self, shape, mode):
         numbaloss.ctc_loss(*self.args, return_grad=self.grad)
+
+
+class TorchTrainingStep:
+    """numbaloss.torch's cross_entropy against torch's in a training step's loss (forward +
+    backward on a leaf tensor), float32: the adapter's per-call cost (64x10) and a large vocabulary."""
+
+    params = [["64x10", "2048x32000"], ["torch", "numbaloss.torch"]]
+    param_names = ["N x C", "implementation"]
+
+    def setup(self, shape, implementation):
+        try:
+            import torch
+            import numbaloss.torch as nlt
+        except ImportError:
+            raise NotImplementedError("torch is not installed")  # asv skips the benchmark
+        N, C = map(int, shape.split("x"))
+        rng = np.random.default_rng(0)
+        self.x = torch.from_numpy(rng.standard_normal((N, C), np.float32))
+        self.y = torch.from_numpy(rng.integers(0, C, N))
+        self.fn = torch.nn.functional.cross_entropy if implementation == "torch" else nlt.cross_entropy
+        self.time_step(shape, implementation)
+
+    def time_step(self, shape, implementation):
+        leaf = self.x.detach().requires_grad_()
+        self.fn(leaf, self.y).backward()

@@ -4,13 +4,8 @@ The options are fixed at construction (the function's parameters after its data
 arrays, same names, order and defaults); the call takes the data arrays.
 """
 
-import inspect
-
 from . import losses  # noqa: F401  (registers every loss)
 from .core.registry import REGISTRY
-
-#: Keyword-only arguments of every loss function that belong to the call, not to the object.
-CALL_ARGS = ("return_grad", "grad_output")
 
 
 class _Loss:
@@ -32,9 +27,7 @@ class _Loss:
 
 
 def _make_class(spec):
-    params = inspect.signature(spec.fn).parameters.values()
-    options = [p for p in params if p.name not in spec.arrays and p.name not in CALL_ARGS]
-    sig = inspect.Signature([p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in options])
+    sig = spec.options_signature
     doc = f"Callable form of :func:`numbaloss.{spec.name}` (like ``torch.nn.{spec.module}``)."
     return type(spec.module, (_Loss,), {"spec": spec, "__signature__": sig, "__doc__": doc, "__module__": __name__})
 

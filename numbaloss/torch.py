@@ -31,7 +31,6 @@ into a table of this module.
 """
 
 import functools
-import inspect
 import json
 import numpy as np
 import torch
@@ -40,8 +39,6 @@ import torch.nn.functional as F
 from . import losses  # noqa: F401  (registers every loss)
 from .core.registry import REGISTRY
 
-#: Keyword-only arguments of numbaloss's functions that the autograd adapter supplies itself.
-CALL_ARGS = ("return_grad", "grad_output")
 #: Tensor dtypes computed in float32 and returned in their own dtype.
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -92,15 +89,22 @@ def _host(t):
     return t.numpy() if t.device.type == "cpu" else t
 
 
-def _call_args(spec, names, tensors, options):
-    """numbaloss's positional data arrays and keyword options from the op's arguments (``names``:
-    the comma-separated names of ``tensors``; an absent array option is None, an absent data
-    array a number in ``options``)."""
-    kwargs = dict(_decode(options))
+def _arguments(spec, names, tensors, options):
+    """The loss's positional data arrays and keyword options from the op's arguments (``names``:
+    the comma-separated names of ``tensors``; ``options``: the decoded options).  An absent array
+    option is None, an absent data array a number in ``options``."""
+    kwargs = dict(options)
     values = dict(zip(names.split(","), tensors))
-    arrays = [_host(values[n]) if n in values else kwargs.pop(n) for n in spec.arrays]
-    for n in spec.params:
-        kwargs[n] = _host(values[n]) if n in values else None
+    arrays = [values[n] if n in values else kwargs.pop(n) for n in spec.arrays]
+    kwargs.update({n: values.get(n) for n in spec.params})
+    return arrays, kwargs
+
+
+def _call_args(spec, names, tensors, options):
+    """:func:`_arguments` as numbaloss takes them: tensors through :func:`_host`."""
+    arrays, kwargs = _arguments(spec, names, tensors, _decode(options))
+    arrays = [_host(a) if isinstance(a, torch.Tensor) else a for a in arrays]
+    kwargs.update({n: _host(kwargs[n]) for n in spec.params if kwargs[n] is not None})
     return arrays, kwargs
 
 
@@ -115,9 +119,9 @@ def _grad_slots(spec, names):
 
 
 def _grads_of(spec, grads, names):
-    grads = grads if isinstance(grads, tuple) else (grads,)
-    by_name = dict(zip(spec.grads, grads))
-    return [_tensor(by_name[names.split(",")[i]]) for i in _grad_slots(spec, names)]
+    """numbaloss's gradients (one, or a tuple in ``spec.grads`` order) as tensors, in the op's order."""
+    by_name = dict(zip(spec.grads, grads if isinstance(grads, tuple) else (grads,)))
+    return [_tensor(by_name[n]) for n in names.split(",") if n in spec.grads]
 
 
 # ------------------------------------------------------------------ the two computations
@@ -150,7 +154,7 @@ def _scaled(grads, g):
     return [s * g.to(s.dtype) for s in grads]
 
 
-def _check_once():
+def _refuse_double_backward():
     if torch.is_grad_enabled() and not torch.compiler.is_compiling():
         raise NotImplementedError("numbaloss.torch: double backward (create_graph=True) is not supported")
 
@@ -178,7 +182,7 @@ class _Eager(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        _check_once()
+        _refuse_double_backward()
         name, names, options, reduction, fused, n = ctx.args
         if ctx.grads is not None:
             # handed over, not kept: autograd can then take them as .grad without a copy; a second
@@ -211,10 +215,8 @@ def _fake_value(spec, names, tensors, options, reduction):
     rules are the ones numbaloss follows); a reduced loss is a scalar."""
     if reduction != "none":
         return tensors[0].new_empty(())
-    values, kwargs = dict(zip(names.split(","), tensors)), json.loads(options)
-    args = [values[n] if n in values else kwargs.pop(n) for n in spec.arrays]
+    args, kwargs = _arguments(spec, names, tensors, json.loads(options))
     kwargs = {k: (None if isinstance(v, dict) else v) for k, v in kwargs.items()}  # a callable: same shape
-    kwargs.update({n: values.get(n) for n in spec.params})
     return torch.empty_like(getattr(F, spec.name)(*args, reduction="none", **kwargs))
 
 
@@ -238,7 +240,7 @@ def _setup_context(ctx, inputs, output):
 
 
 def _op_backward(ctx, grads):
-    _check_once()
+    _refuse_double_backward()
     name, names, options, reduction, fused, n = ctx.args
     saved = ctx.saved_tensors
     if fused:  # the gradient of the reduced loss, computed in the forward pass: scale it
@@ -294,16 +296,10 @@ def _apply(spec, args):
     return loss.to(dtype) if dtype in LOW_PRECISION else loss
 
 
-def _torch_signature(spec):
-    """numbaloss's signature of the loss less ``return_grad``/``grad_output``: torch's."""
-    params = inspect.signature(spec.fn).parameters.values()
-    return inspect.Signature([p for p in params if p.name not in CALL_ARGS])
-
-
 def _make_function(spec):
     """The torch function of ``spec``: a real function with torch's parameters (no ``Signature.bind``
     per call, which alone cost more than a small loss's kernel)."""
-    sig = _torch_signature(spec)
+    sig = spec.torch_signature
     names = ", ".join(f"{p}={p}" for p in sig.parameters)
     source = f"def {spec.name}{sig}:\n    return _apply(_spec, dict({names}))\n"
     namespace = {"_apply": _apply, "_spec": spec}
@@ -344,9 +340,7 @@ class _Module(torch.nn.Module):
 
 
 def _make_module(spec):
-    params = _torch_signature(spec).parameters.values()
-    options = [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params if p.name not in spec.arrays]
-    sig = inspect.Signature(options)
+    sig = spec.options_signature
     doc = f"``torch.nn.{spec.module}`` on numbaloss's kernels (see :func:`numbaloss.torch.{spec.name}`)."
     return type(spec.module, (_Module,), {"spec": spec, "__signature__": sig, "__doc__": doc, "__module__": __name__})
 

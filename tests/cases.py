@@ -252,6 +252,17 @@ def row_case(name, shape, dtype, option, rng):
     return x, t, kwargs
 
 
+def loss_shape(name, x, t):
+    """The unreduced loss's shape for a case's input ``x`` and second data array ``t``."""
+    if name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
+        return x.shape
+    if name in ELEMENTWISE:
+        return np.broadcast_shapes(x.shape, t.shape)  # margin_ranking's target and var have the loss's shape
+    if name in ROWS:
+        return x.shape[:-1]
+    return () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
+
+
 def grad_output_for(reduction, loss_shape, rng):
     if reduction == "none":
         return rng.uniform(-2.0, 2.0, loss_shape)

@@ -74,7 +74,6 @@ def test_bitwise_identical_for_any_thread_count(tmp_path):
 def test_serial_and_parallel_kernels_agree_bitwise(monkeypatch):
     """Small inputs take serial kernels (and a fused small path); forcing the parallel ones changes no bit."""
     import numbaloss
-    from numbaloss.core import jit
 
     rng = np.random.default_rng(0)
     cases = [
@@ -87,14 +86,26 @@ def test_serial_and_parallel_kernels_agree_bitwise(monkeypatch):
         ("multi_margin_loss", rng.standard_normal((300, 70)).astype(np.float32), rng.integers(0, 70, 300), {"p": 2}),
     ]
     for name, x, t, kw in cases:
-        fn = getattr(numbaloss, name)
+        serial, parallel = _serial_and_parallel(monkeypatch, getattr(numbaloss, name), x, t, kw)
+        assert serial == parallel, name
+
+
+def _serial_and_parallel(monkeypatch, fn, x, t, kwargs):
+    """The bytes of ``fn``'s loss and gradients, mean and none, from its serial kernels and from its
+    parallel ones (chosen through the work threshold)."""
+    from numbaloss.core import jit
+
+    runs = []
+    for threshold in (1 << 62, 0):  # serial, then parallel
+        monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", threshold)
+        run = []
         for reduction in ("mean", "none"):
-            small = fn(x, t, reduction=reduction, return_grad=True, **kw)
-            monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", 0)
-            big = fn(x, t, reduction=reduction, return_grad=True, **kw)
-            monkeypatch.undo()
-            for a, b in zip(small, big):
-                assert np.asarray(a).tobytes() == np.asarray(b).tobytes(), (name, reduction)
+            loss, grad = fn(x, t, reduction=reduction, return_grad=True, **kwargs)
+            run += [np.asarray(loss).tobytes()] + [None if g is None else g.tobytes()
+                                                   for g in (grad if isinstance(grad, tuple) else (grad,))]
+        runs.append(run)
+    monkeypatch.undo()
+    return runs
 
 
 #: Each loss's first parity case: its largest shape (above the parallel threshold) and first option.
@@ -106,17 +117,8 @@ def test_every_parallel_kernel_matches_its_serial_kernel(name, monkeypatch):
     """Bitwise, values and gradients, mean and none.  tests/test_parity.py checks the serial kernels
     against torch and the references (at every shape and option): this carries those checks over
     to the parallel kernels, which run the same compiled block function inside a ``prange``."""
-    from numbaloss.core import jit
-
     _, shape, option, _ = LARGE[name]
     dtype = DTYPES[sorted(LOSSES).index(name) % 2]
     (x, t, kwargs), _ = make(name, shape, dtype, option)
-    fn = LOSSES[name][0]
-    for reduction in ("mean", "none"):
-        runs = []
-        for threshold in (1 << 62, 0):  # serial, then parallel
-            monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", threshold)
-            loss, grad = fn(x, t, reduction=reduction, return_grad=True, **kwargs)
-            grads = grad if isinstance(grad, tuple) else (grad,)
-            runs.append([np.asarray(loss).tobytes()] + [None if g is None else g.tobytes() for g in grads])
-        assert runs[0] == runs[1], (name, reduction)
+    serial, parallel = _serial_and_parallel(monkeypatch, LOSSES[name][0], x, t, kwargs)
+    assert serial == parallel

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from numbaloss.core import jit
-from tests.cases import DTYPES, ELEMENTWISE, ROWS, all_cases, grad_output_for, make
+from tests.cases import DTYPES, all_cases, grad_output_for, loss_shape, make
 from tests.conftest import LOSSES, assert_close, grad_args, needs_torch, run_torch, torch_error_scale
 
 CASES = all_cases()
@@ -23,15 +23,6 @@ def serial_kernels(monkeypatch):
     monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", 1 << 62)
 
 
-def _loss_shape(name, x, t):
-    if name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
-        return x.shape
-    if name in ELEMENTWISE:
-        return np.broadcast_shapes(x.shape, t.shape)  # margin_ranking's target and var have the loss's shape
-    if name in ROWS:
-        return x.shape[:-1]
-    return () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
-
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -40,7 +31,7 @@ def _loss_shape(name, x, t):
 def test_matches_torch(case, dtype):
     name, shape, option, reduction = case
     (x, t, kwargs), rng = make(name, shape, dtype, option)
-    go = grad_output_for(reduction, _loss_shape(name, x, t), rng)
+    go = grad_output_for(reduction, loss_shape(name, x, t), rng)
     fn = LOSSES[name][0]
     for grad_output in (None, go):
         loss, grad = fn(x, t, reduction=reduction, return_grad=True, grad_output=grad_output, **kwargs)
@@ -60,7 +51,7 @@ def test_matches_torch(case, dtype):
 def test_matches_reference(case, dtype):
     name, shape, option, reduction = case
     (x, t, kwargs), rng = make(name, shape, dtype, option)
-    go = grad_output_for(reduction, _loss_shape(name, x, t), rng)
+    go = grad_output_for(reduction, loss_shape(name, x, t), rng)
     fn, ref = LOSSES[name][:2]
     loss, grad = fn(x, t, reduction=reduction, return_grad=True, grad_output=go, **kwargs)
     want_loss, want_grad = ref(x, t, reduction=reduction, grad_output=go, **kwargs)

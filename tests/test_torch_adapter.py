@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import numbaloss
-from tests.cases import DTYPES, REDUCTIONS, all_cases, grad_output_for, make
+from tests.cases import DTYPES, REDUCTIONS, all_cases, grad_output_for, loss_shape, make
 from tests.conftest import LOSSES, assert_close, run_torch, torch_error_scale
 
 torch = pytest.importorskip("torch")
@@ -30,15 +30,6 @@ def _small_cases():
 
 
 CASES = _small_cases()
-
-
-def _loss_shape(name, x, t, kwargs):
-    """The unreduced loss's shape, from torch."""
-    xt, tt = torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(t))
-    kw = {k: (torch.from_numpy(_param(k, v, x)) if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()}
-    if "distance_function" in kw:
-        kw["distance_function"] = None
-    return tuple(getattr(F, name)(xt, tt, **dict(kw, reduction="none")).shape)
 
 
 def _param(name, v, x):
@@ -71,7 +62,7 @@ def test_values_and_gradients_match_torch(case, dtype):
     """Through torch.autograd.grad with a non-trivial grad_output, then through loss.backward()."""
     name, shape, option, reduction = case
     (x, t, kwargs), rng = make(name, shape, dtype, option)
-    go = np.asarray(grad_output_for(reduction, _loss_shape(name, x, t, kwargs), rng), dtype)
+    go = np.asarray(grad_output_for(reduction, loss_shape(name, x, t), rng), dtype)
     want_loss, want_grad = run_torch(name, x, t, dict(kwargs, reduction=reduction), go)
     loss, leaves = _ours(name, x, t, kwargs, reduction)
     assert isinstance(loss, torch.Tensor) and loss.dtype == torch.from_numpy(x).dtype

@@ -24,6 +24,7 @@ Decisions for the losses to come (torch's semantics, fixed here once):
 
 import functools
 import importlib
+import inspect
 from dataclasses import dataclass
 
 from .dispatch import backend_of
@@ -31,6 +32,9 @@ from .reduce import check_reduction
 
 #: name -> :class:`Loss`, in registration order.
 REGISTRY = {}
+
+#: Keyword-only arguments of every loss function that belong to numbaloss's call, not to torch's signature.
+CALL_ARGS = ("return_grad", "grad_output")
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +60,20 @@ class Loss:
     reductions: tuple = ("none", "mean", "sum")
     mean: str = "elements"  #: what ``"mean"`` divides by
     family: object = None  #: the family's own description (formulas for a template)
+
+    @functools.cached_property
+    def torch_signature(self):
+        """The public function's signature less :data:`CALL_ARGS`: ``torch.nn.functional``'s."""
+        params = inspect.signature(self.fn).parameters.values()
+        return inspect.Signature([p for p in params if p.name not in CALL_ARGS])
+
+    @functools.cached_property
+    def options_signature(self):
+        """The options (the parameters after the data arrays), all positional-or-keyword: the
+        signature of an ``nn``-style class's constructor."""
+        params = self.torch_signature.parameters.values()
+        return inspect.Signature([p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                  for p in params if p.name not in self.arrays])
 
     @functools.cached_property
     def cuda_run(self):

@@ -207,8 +207,12 @@ def test_unsupported_gradients_raise():
         loss = nlt.mse_loss(xg, t.detach(), reduction=reduction).sum()
         with pytest.raises(NotImplementedError, match="double backward"):
             torch.autograd.grad(loss, xg, create_graph=True)
-    with pytest.raises(TypeError, match="must be a torch.Tensor"):
+    with pytest.raises(TypeError, match="input must be a torch.Tensor"):
         nlt.mse_loss(np.zeros(3), torch.zeros(3))
+    with pytest.raises(TypeError, match="input must be a torch.Tensor, got None"):
+        nlt.mse_loss(None, torch.zeros(3))
+    with pytest.raises(TypeError, match="weight must be a torch.Tensor"):
+        nlt.cross_entropy(torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64), weight=[1.0, 2.0, 3.0])
 
 
 def test_cpu_tensors_are_not_copied_and_not_modified():

@@ -11,6 +11,24 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     # a loop that holds the GIL; at Python's default switch interval (5 ms) the threads mostly wait
     # for it.  0.2 ms made the simulated kernels 3-4x faster here (88 s -> 23 s for 24 tests).
     sys.setswitchinterval(2e-4)
+    # ...which exposes a race in the simulator's cuda.shared.array (numba-cuda 0.x): it finds a block's
+    # array by a dict get-then-set keyed by the caller's line, after a slow traceback.extract_stack, so
+    # two threads switched between the get and the set each make their own array and never see each
+    # other's writes (CI saw a block sum lose a thread's share: a mean divided by 4 instead of 5).
+    # The replacement keys by the same (file, line), read from the frame, and sets atomically.
+    from numba.cuda.simulator import kernelapi as _kernelapi
+
+    def _shared_array(self, shape, dtype, alignment=None, _original=_kernelapi.FakeCUDAShared.array):
+        if shape == 0 or alignment is not None:
+            return _original(self, shape, dtype, alignment)
+        if isinstance(dtype, _kernelapi.types.Type):
+            dtype = _kernelapi.numpy_support.as_dtype(dtype)
+        caller = sys._getframe(1)
+        key = (caller.f_code.co_filename, caller.f_lineno)
+        found = self._allocations.get(key)
+        return found if found is not None else self._allocations.setdefault(key, _kernelapi.np.empty(shape, dtype))
+
+    _kernelapi.FakeCUDAShared.array = _shared_array
 
 import numpy as np
 import pytest

@@ -488,3 +488,40 @@ def test_numba_array_bound_to_a_stream():
     want, want_grad = numbaloss.cross_entropy(x, t, return_grad=True)
     assert_close(host(loss), want, np.float64)
     assert_close(host(grad), want_grad, np.float64)
+
+
+@on_sim
+def test_simulator_shared_array_is_one_per_block_under_thread_switches():
+    """The block sums rely on every thread of a block seeing one shared array; the simulator's own
+    lookup races under the short switch interval conftest.py sets (see there), so conftest.py replaces it.
+    A block of threads reaching the same ``cuda.shared.array`` line at once must get one array, and a
+    block sum over it must count every thread, launch after launch."""
+    from numba import float64
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
+
+    from numbaloss.core.cuda_reduce import TPB, store_block_sum
+
+    @cuda.jit
+    def count(part):
+        sm = cuda.shared.array(TPB, float64)
+        store_block_sum(1.0, sm, cuda.threadIdx.x, part)
+
+    for _ in range(20):
+        part = cuda.to_device(np.zeros(3))
+        count[3, TPB](part)
+        assert part.copy_to_host().tolist() == [TPB] * 3
+
+    import threading
+
+    def take(shared, barrier, got):
+        barrier.wait()
+        got.append(shared.array(8, np.float64))
+
+    for _ in range(50):  # the original lookup gave two arrays in about 1 round in 10 here
+        shared, barrier, got = FakeCUDAShared(0), threading.Barrier(32), []
+        threads = [threading.Thread(target=take, args=(shared, barrier, got)) for _ in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(got) == 32 and all(a is got[0] for a in got)

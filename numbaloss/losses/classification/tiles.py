@@ -32,7 +32,7 @@ def _tile(a, n, s0, s1):
     """
 
 
-@overload(_tile, inline="always")
+@overload(_tile)
 def _tile_overload(a, n, s0, s1):
     if a.ndim == 3:
 
@@ -71,7 +71,7 @@ def _untile(gt, grad, n, s0):
     """Write a class-major gradient tile back into samples ``s0:`` of slab ``n``."""
 
 
-@overload(_untile, inline="always")
+@overload(_untile)
 def _untile_overload(gt, grad, n, s0):
     if grad.ndim == 3:
 
@@ -250,9 +250,9 @@ def _ce_columns(b, x, cls, tgt, w, eps, gscale, gstride, out, grad, partials, ti
     partials[b] = reduce.tree_sum(loss, np.empty((T + 1) // 2))
 
 
-# the compiled block functions, as globals compiled code can call
-_targets_block = _targets.block
-_ce_columns_block = _ce_columns.block
+# the block functions, inlined, as globals compiled code can call
+_targets_block = _targets.inline
+_ce_columns_block = _ce_columns.inline
 
 
 @serial

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .jit import scalar, serial
+from .jit import inlined, scalar, serial
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -38,7 +38,7 @@ def rows_per_block(n_classes):
     return max(1, min(BLOCK, ROW_WORK // max(n_classes, 1)))
 
 
-@serial
+@inlined
 def tree_sum(values, scratch):
     """Pairwise sum of ``values`` in float64, in a fixed order, using ``scratch``
     (float64, at least ``(values.size + 1) // 2`` long).

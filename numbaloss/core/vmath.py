@@ -311,13 +311,14 @@ def _log1p_overload(x):
     if not isinstance(x, types.Float):
         return None
     one = np.float32(1.0) if x == types.float32 else 1.0
+    log_x = log_f32 if x == types.float32 else log_f64  # called directly: no log overload to compile too
 
     def impl(x):
         # Goldberg's trick: log(u) * x / (u - 1) cancels the rounding of u = 1 + x.
         u = x + one
         d = u - one
         dd = one if d == 0 else d
-        r = log(u) * (x / dd)
+        r = log_x(u) * (x / dd)
         r = x if d == 0 else r
         return u if u == np.inf else r
 

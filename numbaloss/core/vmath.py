@@ -110,17 +110,17 @@ def log_f32(x):
 
 
 @scalar
-def log1p_unit_f32(e):
-    """``log(1 + e)`` for float32 ``e`` in [0, 1] (the softplus ``log(1 + exp(-|z|))``), NaN propagating.
+def log1p_unit_f32(x):
+    """``log(1 + x)`` for float32 ``x`` in [0, 1] (the softplus ``log(1 + exp(-|z|))``), NaN propagating.
 
-    :func:`log_f32`'s polynomial (:func:`_log_reduced_f32`) without its range reduction: ``1 + e`` is in [1, 2],
-    so the reduced argument is ``f = e`` (exponent 0) or ``f = (e - 1) / 2``
-    (exponent 1, where ``1 + e >= sqrt 2``), both exact (Sterbenz), so no rounding of
-    ``1 + e`` is ever made and no bit manipulation, special-value select or division
+    :func:`log_f32`'s polynomial (:func:`_log_reduced_f32`) without its range reduction: ``1 + x`` is in [1, 2],
+    so the reduced argument is ``f = x`` (exponent 0) or ``f = (x - 1) / 2``
+    (exponent 1, where ``1 + x >= sqrt 2``), both exact (Sterbenz), so no rounding of
+    ``1 + x`` is ever made and no bit manipulation, special-value select or division
     is needed.  About half the work of :func:`log1p`.
     """
-    big = e >= np.float32(0.41421356237309504880)
-    f = (e - np.float32(1.0)) * np.float32(0.5) if big else e
+    big = x >= np.float32(0.41421356237309504880)
+    f = (x - np.float32(1.0)) * np.float32(0.5) if big else x
     fe = np.float32(1.0) if big else np.float32(0.0)
     return _log_reduced_f32(f, fe)
 
@@ -232,8 +232,8 @@ def _key_f32(x):
 
 
 @scalar
-def _unkey_f32(k):
-    return np.int32(k ^ np.int32(np.int32(k >> np.int32(31)) & np.int32(0x7FFFFFFF))).view(np.float32)
+def _unkey_f32(x):  # x: an order key
+    return np.int32(x ^ np.int32(np.int32(x >> np.int32(31)) & np.int32(0x7FFFFFFF))).view(np.float32)
 
 
 @scalar
@@ -243,8 +243,8 @@ def _key_f64(x):
 
 
 @scalar
-def _unkey_f64(k):
-    return np.int64(k ^ ((k >> np.int64(63)) & np.int64(0x7FFFFFFFFFFFFFFF))).view(np.float64)
+def _unkey_f64(x):  # x: an order key
+    return np.int64(x ^ ((x >> np.int64(63)) & np.int64(0x7FFFFFFFFFFFFFFF))).view(np.float64)
 
 
 def order_key(x):
@@ -259,11 +259,16 @@ def from_order_key(k):
 
 def by_type(table):
     """An ``@overload`` typer choosing the implementation by the argument's Numba type name
-    (``{"float32": f, "float64": g}``); other types get no implementation."""
+    (``{"float32": f, "float64": g}``: compiled functions of one argument named ``x``, as Numba
+    requires of an implementation, or builtins); other types get no implementation."""
 
     def typer(x):
         f = table.get(str(x))
-        return None if f is None else (lambda x: f(x))
+        if f is None:
+            return None
+        # a compiled function's own Python body (a lambda calling it would compile one more function);
+        # a builtin (the CUDA target's math.exp) through a lambda
+        return getattr(f, "py_func", None) or (lambda x: f(x))
 
     return typer
 
@@ -330,7 +335,7 @@ def _log1p_unit_overload(x):
     from numba.core import types
 
     if x == types.float32:
-        return lambda x: log1p_unit_f32(x)
+        return log1p_unit_f32.py_func
     if isinstance(x, types.Float):
         return lambda x: log1p(x)
     return None

@@ -308,7 +308,7 @@ def _block(b, x, t, tmap, w, wmap, p, pmap, k, gscale, gstride, out, grad, pgrad
             for i in range(n):
                 wi = ws[i] if has_w else one
                 pd[i] = PGRAD(xs[i], ts[i], ps[i], k) * wi * gs[i]  # noqa: F821
-    partials[b] = 0.0 if want_out else reduce.tree_sum(dst, np.empty((n + 1) // 2))
+    partials[b] = 0.0 if want_out else reduce.tree_sum_inlined(dst, np.empty((n + 1) // 2))
     bad[b] = -1
     if not ok:
         for i in range(n):

@@ -137,7 +137,7 @@ def _workloads(quick):
         return make
 
     # vector instructions per element, counted in the IR of the loops that run (numbaloss.roofline)
-    def sum_ops(simd):  # the pairwise sum of a float32 block: inlined into the kernels, so compiled here to count it
+    def sum_ops(simd):  # the pairwise sum of a float32 block (the elementwise block inlines it: compiled here to count it)
         reduce.tree_sum(np.zeros(4, np.float32), np.empty(2))
         return roofline.loops_ops(reduce.tree_sum, simd)
 

@@ -134,20 +134,21 @@ def serial(fn):
     return numba.njit(**OPTIONS)(fn)
 
 
+def inlined(fn):
+    """A helper with one call site in its caller (a block body inside a small-input wrapper, the
+    elementwise block's pairwise sum), inlined into it at the Numba IR level: compiled once, as part
+    of the caller.  A separately compiled helper
+    costs a first call its own pass through Numba's pipeline and LLVM, and then LLVM's optimizer and
+    code generator again as code linked into every caller above it."""
+    return numba.njit(inline="always", **OPTIONS)(fn)
+
+
 def scalar(fn):
     """A scalar helper (math function, per-element formula), inlined into its callers
     at the Numba IR level so that LLVM sees one loop body it can vectorize: left to
     LLVM's own inliner, a chain such as ``log1p(exp(-|x|))`` can stay a call and
     keep the whole loop scalar."""
-    return numba.njit(inline="always", **OPTIONS)(fn)
-
-
-def inlined(fn):
-    """A helper with one call site in each kernel (a tile's loss, a row's loss), inlined into its
-    caller at the Numba IR level: compiled once, as part of the caller.  A separately compiled helper
-    costs a first call its own pass through Numba's pipeline and LLVM, and then LLVM's optimizer and
-    code generator again as code linked into every caller above it."""
-    return numba.njit(inline="always", **OPTIONS)(fn)
+    return inlined(fn)
 
 
 def copy_function(template, name, globals_=None, source_file=None):
@@ -186,10 +187,6 @@ class Blocked:
     def __init__(self, block):
         self.block = block
         py = block.py_func
-        # the same body inlined at Numba's IR level into a compiled caller that runs the blocks itself
-        # (a small-input fast path): the caller then compiles the body once, instead of compiling the
-        # block function on its own and then again as linked code
-        self.inline = inlined(py)
         each = copy_function(_each_block, py.__name__ + "_parallel", {"BLOCK": block}, py.__code__.co_filename)
         self.parallel = numba.njit(parallel=True, **OPTIONS)(each)
         functools.update_wrapper(self, py)

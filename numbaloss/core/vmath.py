@@ -330,15 +330,8 @@ def _log1p_overload(x):
     return impl
 
 
-@overload(log1p_unit)
-def _log1p_unit_overload(x):
-    from numba.core import types
-
-    if x == types.float32:
-        return log1p_unit_f32.py_func
-    if isinstance(x, types.Float):
-        return lambda x: log1p(x)
-    return None
+# float64: log1p itself (a Python stub, so through a lambda, to its overload)
+overload(log1p_unit)(by_type({"float32": log1p_unit_f32, "float64": log1p}))
 
 
 def like(value, x):

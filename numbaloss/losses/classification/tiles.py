@@ -5,7 +5,7 @@ from numba.extending import overload
 
 from ...core import vmath as vm
 from ...core import reduce
-from ...core.jit import blocked, serial
+from ...core.jit import blocked, inlined, serial
 from .formulas import class_row_loss, class_target_grad
 from .targets import _targets
 
@@ -250,9 +250,11 @@ def _ce_columns(b, x, cls, tgt, w, eps, gscale, gstride, out, grad, partials, ti
     partials[b] = reduce.tree_sum(loss, np.empty((T + 1) // 2))
 
 
-# the block functions, inlined, as globals compiled code can call
-_targets_block = _targets.inline
-_ce_columns_block = _ce_columns.inline
+# the block functions' bodies, inlined at Numba's IR level into _ce_small (globals compiled code can
+# call): the wrapper then compiles them once, instead of compiling each block function on its own
+# and then again as code linked into it
+_targets_block = inlined(_targets.block.py_func)
+_ce_columns_block = inlined(_ce_columns.block.py_func)
 
 
 @serial

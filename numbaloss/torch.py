@@ -86,25 +86,18 @@ def _host(t):
     """A tensor as numbaloss takes it: a NumPy view of a CPU tensor, the detached tensor on CUDA."""
     if t.requires_grad:
         t = t.detach()
-    return t.numpy() if t.device.type == "cpu" else t
+    return t.numpy() if t.is_cpu else t
 
 
-def _arguments(spec, names, tensors, options):
-    """The loss's positional data arrays and keyword options from the op's arguments (``names``:
-    the comma-separated names of ``tensors``; ``options``: the decoded options).  An absent array
-    option is None, an absent data array a number in ``options``."""
+def _arguments(spec, names, tensors, options, convert=None):
+    """The loss's positional data arrays and keyword options from the op's arguments (``names``: the
+    names of ``tensors``, each passed through ``convert`` when given; ``options``: the other options,
+    decoded).  An absent array option is None, an absent data array a number in ``options``."""
     kwargs = dict(options)
-    values = dict(zip(names.split(","), tensors))
-    arrays = [values[n] if n in values else kwargs.pop(n) for n in spec.arrays]
-    kwargs.update({n: values.get(n) for n in spec.params})
-    return arrays, kwargs
-
-
-def _call_args(spec, names, tensors, options):
-    """:func:`_arguments` as numbaloss takes them: tensors through :func:`_host`."""
-    arrays, kwargs = _arguments(spec, names, tensors, _decode(options))
-    arrays = [_host(a) if isinstance(a, torch.Tensor) else a for a in arrays]
-    kwargs.update({n: _host(kwargs[n]) for n in spec.params if kwargs[n] is not None})
+    kwargs.update(zip(names, tensors if convert is None else map(convert, tensors)))
+    arrays = [kwargs.pop(n) for n in spec.arrays]
+    for n in spec.params:
+        kwargs.setdefault(n, None)
     return arrays, kwargs
 
 
@@ -115,32 +108,30 @@ def _tensor(a):
 
 def _grad_slots(spec, names):
     """Indices into the op's tensors of those that get gradients (a float ``var`` is not a tensor)."""
-    return [i for i, n in enumerate(names.split(",")) if n in spec.grads]
+    return [i for i, n in enumerate(names) if n in spec.grads]
 
 
 def _grads_of(spec, grads, names):
     """numbaloss's gradients (one, or a tuple in ``spec.grads`` order) as tensors, in the op's order."""
     by_name = dict(zip(spec.grads, grads if isinstance(grads, tuple) else (grads,)))
-    return [_tensor(by_name[n]) for n in names.split(",") if n in spec.grads]
+    return [_tensor(by_name[n]) for n in names if n in spec.grads]
 
 
 # ------------------------------------------------------------------ the two computations
-def _forward(name, names, tensors, options, reduction, fused):
+def _forward(spec, names, tensors, options, reduction, fused):
     """``[loss]``, or with ``fused`` ``[loss, *gradients]`` (the gradients of the loss itself)."""
-    spec = REGISTRY[name]
-    arrays, kwargs = _call_args(spec, names, tensors, options)
+    arrays, kwargs = _arguments(spec, names, tensors, options, _host)
     if not fused:
         return [_tensor(spec.fn(*arrays, reduction=reduction, **kwargs))]
     value, grads = spec.fn(*arrays, reduction=reduction, return_grad=True, **kwargs)
     return [_tensor(value)] + _grads_of(spec, grads, names)
 
 
-def _gradients(name, names, tensors, options, reduction, grad_output):
+def _gradients(spec, names, tensors, options, reduction, grad_output):
     """The gradients of ``sum(grad_output * loss)``, one per argument that gets one."""
-    spec = REGISTRY[name]
-    arrays, kwargs = _call_args(spec, names, tensors, options)
+    arrays, kwargs = _arguments(spec, names, tensors, options, _host)
     go = _host(grad_output)
-    go = go.item() if go.ndim == 0 and grad_output.device.type == "cpu" else go
+    go = go.item() if go.ndim == 0 and grad_output.is_cpu else go
     _, grads = spec.fn(*arrays, reduction=reduction, return_grad=True, grad_output=go, **kwargs)
     return _grads_of(spec, grads, names)
 
@@ -149,7 +140,7 @@ def _scaled(grads, g):
     """The fused path's backward: the forward pass's gradients times the incoming gradient ``g``
     (a scalar).  In eager mode a CPU ``g`` of exactly 1 (``loss.backward()``) returns them as they
     are: multiplying would be one more pass over gradients as large as the input."""
-    if g.device.type == "cpu" and not torch.compiler.is_compiling() and g.item() == 1.0:
+    if g.is_cpu and not torch.compiler.is_compiling() and g.item() == 1.0:
         return list(grads)
     return [s * g.to(s.dtype) for s in grads]
 
@@ -169,13 +160,14 @@ def _spread(slots, computed, n):
 
 # ------------------------------------------------------------------ eager mode: an autograd.Function
 class _Eager(torch.autograd.Function):
-    """The eager path (a custom op's Python dispatch costs about 70 us a call; this, a few)."""
+    """The eager path when an input needs a gradient (a custom op's Python dispatch costs about 70 us
+    a call; this, a few).  Its options are Python objects, not the op's JSON string."""
 
     @staticmethod
-    def forward(ctx, name, names, options, reduction, fused, *tensors):
-        out = _forward(name, names, list(tensors), options, reduction, fused)
-        ctx.args = (name, names, options, reduction, fused, len(tensors))
-        ctx.slots = _grad_slots(REGISTRY[name], names)
+    def forward(ctx, spec, names, options, reduction, fused, *tensors):
+        out = _forward(spec, names, tensors, options, reduction, fused)
+        ctx.args = (spec, names, options, reduction, fused, len(tensors))
+        ctx.slots = _grad_slots(spec, names)
         ctx.grads = out[1:] if fused else None  # intermediate results, not outputs: kept on ctx
         ctx.save_for_backward(*tensors)
         return out[0]
@@ -183,13 +175,13 @@ class _Eager(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         _refuse_double_backward()
-        name, names, options, reduction, fused, n = ctx.args
+        spec, names, options, reduction, fused, n = ctx.args
         if ctx.grads is not None:
             # handed over, not kept: autograd can then take them as .grad without a copy; a second
             # backward through a retained graph computes them again below
             computed, ctx.grads = _scaled(ctx.grads, g), None
         else:
-            computed = _gradients(name, names, list(ctx.saved_tensors), options, reduction, g)
+            computed = _gradients(spec, names, ctx.saved_tensors, options, reduction, g)
         return (None,) * 5 + tuple(_spread(ctx.slots, computed, n))
 
 
@@ -200,14 +192,14 @@ class _Eager(torch.autograd.Function):
 def _loss_op(name: str, names: str, tensors: list[torch.Tensor], options: str, reduction: str,
              fused: bool) -> list[torch.Tensor]:
     """``[loss]``, or with ``fused`` ``[loss, *gradients]`` (the gradients of the loss itself)."""
-    return _forward(name, names, tensors, options, reduction, fused)
+    return _forward(REGISTRY[name], names.split(","), tensors, _decode(options), reduction, fused)
 
 
 @torch.library.custom_op("numbaloss::loss_grad", mutates_args=())
 def _grad_op(name: str, names: str, tensors: list[torch.Tensor], options: str, reduction: str,
              grad_output: torch.Tensor) -> list[torch.Tensor]:
     """The gradients of ``sum(grad_output * loss)``, one per argument that gets one."""
-    return _gradients(name, names, tensors, options, reduction, grad_output)
+    return _gradients(REGISTRY[name], names.split(","), tensors, _decode(options), reduction, grad_output)
 
 
 def _fake_value(spec, names, tensors, options, reduction):
@@ -215,7 +207,7 @@ def _fake_value(spec, names, tensors, options, reduction):
     rules are the ones numbaloss follows); a reduced loss is a scalar."""
     if reduction != "none":
         return tensors[0].new_empty(())
-    args, kwargs = _arguments(spec, names, tensors, json.loads(options))
+    args, kwargs = _arguments(spec, names.split(","), tensors, json.loads(options))
     kwargs = {k: (None if isinstance(v, dict) else v) for k, v in kwargs.items()}  # a callable: same shape
     return torch.empty_like(getattr(F, spec.name)(*args, reduction="none", **kwargs))
 
@@ -224,18 +216,18 @@ def _fake_value(spec, names, tensors, options, reduction):
 def _loss_fake(name, names, tensors, options, reduction, fused):
     spec = REGISTRY[name]
     out = [_fake_value(spec, names, tensors, options, reduction)]
-    return out + ([torch.empty_like(tensors[i]) for i in _grad_slots(spec, names)] if fused else [])
+    return out + ([torch.empty_like(tensors[i]) for i in _grad_slots(spec, names.split(","))] if fused else [])
 
 
 @_grad_op.register_fake
 def _grad_fake(name, names, tensors, options, reduction, grad_output):
-    return [torch.empty_like(tensors[i]) for i in _grad_slots(REGISTRY[name], names)]
+    return [torch.empty_like(tensors[i]) for i in _grad_slots(REGISTRY[name], names.split(","))]
 
 
 def _setup_context(ctx, inputs, output):
     name, names, tensors, options, reduction, fused = inputs
     ctx.args = (name, names, options, reduction, fused, len(tensors))
-    ctx.slots = _grad_slots(REGISTRY[name], names)
+    ctx.slots = _grad_slots(REGISTRY[name], names.split(","))
     ctx.save_for_backward(*(output[1:] if fused else tensors))
 
 
@@ -288,11 +280,14 @@ def _apply(spec, args):
     dtype = tensors[0].dtype
     if dtype in LOW_PRECISION:  # computed in float32; the casts carry the gradients back
         tensors = [t.float() if t.dtype == dtype else t for t in tensors]
-    fused = wants_grad and reduction != "none" and torch.is_grad_enabled()
+    wants_grad = wants_grad and torch.is_grad_enabled()
+    fused = wants_grad and reduction != "none"
     if torch.compiler.is_compiling():
         loss = _loss_op(spec.name, ",".join(names), tensors, _encode(args), reduction, fused)[0]
-    else:
-        loss = _Eager.apply(spec.name, ",".join(names), _encode(args), reduction, fused, *tensors)
+    elif wants_grad:
+        loss = _Eager.apply(spec, names, args, reduction, fused, *tensors)
+    else:  # nothing to differentiate: the loss alone, without autograd's bookkeeping
+        loss = _forward(spec, names, tensors, args, reduction, False)[0]
     return loss.to(dtype) if dtype in LOW_PRECISION else loss
 
 

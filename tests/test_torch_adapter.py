@@ -253,3 +253,19 @@ def test_a_retained_graph_gives_the_same_gradient_twice():
     F.cross_entropy(want, y).backward()
     torch.testing.assert_close(first, want.grad, rtol=1e-12, atol=0)
     torch.testing.assert_close(x.grad, 2 * want.grad, rtol=1e-12, atol=0)
+
+
+def test_without_a_gradient_the_loss_has_no_graph():
+    """Inputs that need no gradient, or grad mode off: the loss alone (no autograd node), as torch's."""
+    x = torch.randn(6, 4, dtype=torch.float64)
+    y = torch.randint(0, 4, (6,))
+    for reduction in REDUCTIONS:
+        loss = nlt.cross_entropy(x, y, reduction=reduction)
+        assert loss.grad_fn is None and not loss.requires_grad
+        torch.testing.assert_close(loss, F.cross_entropy(x, y, reduction=reduction), rtol=1e-12, atol=0)
+    xg = x.clone().requires_grad_(True)
+    with torch.no_grad():
+        loss = nlt.cross_entropy(xg, y)
+    assert loss.grad_fn is None and not loss.requires_grad
+    assert loss.item() == nlt.cross_entropy(xg, y).item()
+    assert nlt.cross_entropy(xg, y).requires_grad

@@ -71,7 +71,7 @@ ROW_WORKLOADS = [
     ("multilabel_soft_margin_loss", 16384, 1000, "labels", "multilabel", "_mlsm_kernel", ""),
     ("cosine_embedding_loss", 65536, 512, "pairs", "embedding", "_cosine_kernel", ""),
     ("multi_margin_loss", 65536, 1000, "classes", "multiclass", "_multi_margin_kernel", ""),
-    ("triplet_margin_loss", 65536, 512, "triplets", "embedding", "_triplet_kernel", ""),
+    ("triplet_margin_loss", 65536, 512, "triplets", "embedding", "_triplet_kernel_l2", ""),
     ("multilabel_margin_loss", 16384, 1000, "label_lists", "multilabel", "_mlm_kernel", " (5 labels)"),
 ]
 

@@ -15,7 +15,7 @@ from ..core import reduce, rows
 from ..core import vmath as vm
 from ..core.dispatch import host_array, host_param
 from ..core.elementwise import sum_to_shape
-from ..core.jit import blocked, scalar, serial, uncached
+from ..core.jit import Blocked, blocked, copy_function, scalar, serial, uncached
 from ..core.registry import register, run
 from ..core.validate import broadcast_shape, float_dtype
 
@@ -137,6 +137,28 @@ def _row_norm(v, terms, scratch, p, kind):
 
 
 @serial
+def _row_norm_l2(v, terms, scratch, p, kind):
+    """:func:`_row_norm` for ``p = 2`` only (``p`` and ``kind`` unused): torch's default, compiled without
+    the other norms' code.  Same operations, so the same bits: ``|v|^2`` is ``v^2``."""
+    for i in range(v.size):
+        a = np.float64(v[i])
+        terms[i] = a * a
+    return math.sqrt(reduce.tree_sum(terms, scratch)), 1.0
+
+
+@serial
+def _row_slopes_l2(v, d, count, p, kind, out):
+    """:func:`_row_slopes` for ``p = 2`` only: ``v / d``, or ``0 v`` when ``d = 0`` (every entry is then 0)."""
+    if d != 0.0:
+        inv = vm.like(1.0 / d, out)
+        for i in range(v.size):
+            out[i] = v[i] * inv
+        return
+    for i in range(v.size):
+        out[i] = 0.0 * np.float64(v[i])
+
+
+@serial
 def _row_slopes(v, d, count, p, kind, out):
     """``out = d |v|_p / d v`` (:func:`norm_slope`) in ``out``'s dtype."""
     if kind == NORM_L2 and d != 0.0:  # the common case, vectorized in the input's dtype
@@ -148,8 +170,7 @@ def _row_slopes(v, d, count, p, kind, out):
         out[i] = norm_slope(v[i], d, count, p, kind)
 
 
-@blocked
-def _triplet_kernel(b, a, pos, neg, margin, p, kind, eps, swap, rpb, gscale, gstride, loss_rows, ga, gp, gn, partials):
+def _triplet_block(b, a, pos, neg, margin, p, kind, eps, swap, rpb, gscale, gstride, loss_rows, ga, gp, gn, partials):
     """Rows ``b * rpb`` on of the triplet ``(a, pos, neg)`` (``(N, D)``): the distances
     ``|a - pos + eps|_p``, ``|a - neg + eps|_p`` (and ``|pos - neg + eps|_p`` with ``swap``), the loss
     (:func:`triplet_row`) and, with ``ga``, the three gradients ``c g`` times the distances' slopes."""
@@ -163,6 +184,8 @@ def _triplet_kernel(b, a, pos, neg, margin, p, kind, eps, swap, rpb, gscale, gst
     q_ap = np.empty(D, a.dtype)
     q_an = np.empty(D, a.dtype)
     q_pn = np.empty(D, a.dtype)
+    for i in range(D):
+        q_pn[i] = 0.0  # stays 0 without swap (a NaN left in it would reach the gradient)
     terms = np.empty(D)
     scratch = np.empty((D + 1) // 2)
     for r in range(r0, r1):
@@ -172,24 +195,22 @@ def _triplet_kernel(b, a, pos, neg, margin, p, kind, eps, swap, rpb, gscale, gst
         for i in range(D):
             v_ap[i] = ar[i] - pr[i] + e
             v_an[i] = ar[i] - nr[i] + e
-        d_ap, c_ap = _row_norm(v_ap, terms, scratch, p, kind)
-        d_an, c_an = _row_norm(v_an, terms, scratch, p, kind)
+        d_ap, c_ap = ROW_NORM(v_ap, terms, scratch, p, kind)  # noqa: F821 (bound per copy)
+        d_an, c_an = ROW_NORM(v_an, terms, scratch, p, kind)  # noqa: F821
         d_pn = 0.0
         c_pn = 1.0
         if swap:
             for i in range(D):
                 v_pn[i] = pr[i] - nr[i] + e
-            d_pn, c_pn = _row_norm(v_pn, terms, scratch, p, kind)
+            d_pn, c_pn = ROW_NORM(v_pn, terms, scratch, p, kind)  # noqa: F821
         loss, c, s_an, s_pn = triplet_row(d_ap, d_an, d_pn, swap, margin)
         loss_rows[r] = loss
         if ga is not None:
             g = gscale[r * gstride] * c  # c = 0 still carries a NaN row's NaN, as torch's chain
-            _row_slopes(v_ap, d_ap, c_ap, p, kind, q_ap)
-            _row_slopes(v_an, d_an, c_an, p, kind, q_an)
+            ROW_SLOPES(v_ap, d_ap, c_ap, p, kind, q_ap)  # noqa: F821
+            ROW_SLOPES(v_an, d_an, c_an, p, kind, q_an)  # noqa: F821
             if swap:
-                _row_slopes(v_pn, d_pn, c_pn, p, kind, q_pn)
-            else:
-                q_pn[:] = 0.0
+                ROW_SLOPES(v_pn, d_pn, c_pn, p, kind, q_pn)  # noqa: F821
             g0 = vm.like(g, a)
             g_an = vm.like(g * s_an, a)
             g_pn = vm.like(g * s_pn, a)
@@ -201,6 +222,18 @@ def _triplet_kernel(b, a, pos, neg, margin, p, kind, eps, swap, rpb, gscale, gst
                 op[i] = -(g0 * q_ap[i]) - g_pn * q_pn[i]
                 on[i] = g_an * q_an[i] + g_pn * q_pn[i]
     partials[b] = reduce.tree_sum(loss_rows[r0:r1], np.empty((r1 - r0 + 1) // 2))
+
+
+def _triplet_copy(name, row_norm, row_slopes):
+    """A kernel of :func:`_triplet_block` with its row helpers bound (its own qualname, for the cache)."""
+    globals_ = dict(ROW_NORM=row_norm, ROW_SLOPES=row_slopes)
+    return Blocked(serial(copy_function(_triplet_block, name, globals_, __file__)))
+
+
+#: The triplet kernel for every p-norm, and for ``p = 2`` alone: a first call with torch's default
+#: compiles only the Euclidean helpers.
+_triplet_kernel = _triplet_copy("_triplet_kernel", _row_norm, _row_slopes)
+_triplet_kernel_l2 = _triplet_copy("_triplet_kernel_l2", _row_norm_l2, _row_slopes_l2)
 
 
 @blocked
@@ -359,8 +392,10 @@ def _triplet_cpu(spec, anchor, positive, negative, *, reduction, return_grad, gr
                  swap=False):
     (a, pos, neg), (ar, pr, nr), dtype, shape, loss_shape = _triplet_rows(anchor, positive, negative, margin, p)
     N, D = ar.shape
-    data = (ar, pr, nr, float(margin), float(p), norm_kind(p), float(eps), bool(swap))
-    value, grads, _ = rows.launch(_triplet_kernel, data, N, D, loss_shape, dtype, reduction, grad_output, return_grad,
+    kind = norm_kind(p)
+    data = (ar, pr, nr, float(margin), float(p), kind, float(eps), bool(swap))
+    kernel = _triplet_kernel_l2 if kind == NORM_L2 else _triplet_kernel
+    value, grads, _ = rows.launch(kernel, data, N, D, loss_shape, dtype, reduction, grad_output, return_grad,
                                   grads=3, work=N * D * (3 if swap else 2))
     if not return_grad:
         return value, ()

@@ -160,12 +160,8 @@ def _row_slopes_l2(v, d, count, p, kind, out):
 
 @serial
 def _row_slopes(v, d, count, p, kind, out):
-    """``out = d |v|_p / d v`` (:func:`norm_slope`) in ``out``'s dtype."""
-    if kind == NORM_L2 and d != 0.0:  # the common case, vectorized in the input's dtype
-        inv = vm.like(1.0 / d, out)
-        for i in range(v.size):
-            out[i] = v[i] * inv
-        return
+    """``out = d |v|_p / d v`` (:func:`norm_slope`) in ``out``'s dtype (``p = 2`` runs
+    :func:`_row_slopes_l2`, vectorized in the input's dtype)."""
     for i in range(v.size):
         out[i] = norm_slope(v[i], d, count, p, kind)
 

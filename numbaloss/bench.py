@@ -4,7 +4,7 @@
     python -m numbaloss.bench --plot out.png  # and a chart
     python -m numbaloss.bench --quick         # smaller sizes, a smoke run
     python -m numbaloss.bench --only ctc_loss # the workloads whose label contains the text
-    python -m numbaloss.bench --jit           # first-call cost, cold and warm cache
+    python -m numbaloss.bench --jit           # first-call cost, cold and warm cache (--only, --rounds N)
     python -m numbaloss.bench --ulp           # accuracy of numbaloss's exp/log/log1p
     python -m numbaloss.bench --crossover     # serial vs parallel kernels by size
     python -m numbaloss.bench --torch         # numbaloss.torch in training steps, against torch's losses
@@ -423,10 +423,11 @@ def _first_calls(env, names=()):
     return dict((" ".join(k), float(v)) for *k, v in (line.split() for line in out.stdout.splitlines()))
 
 
-def jit_costs(rounds=1):
+def jit_costs(rounds=1, only=None):
     """What a new user waits for: per loss, in a fresh process with an empty Numba cache, ``import
     numbaloss``, the first small call (serial kernels) and then the first large call (parallel
-    kernels), float32 with gradient; then every loss's first calls in one process with the cache warm.
+    kernels), float32 with gradient; then every loss's first calls in one process with the cache warm
+    (with ``only``, the losses whose name contains it, and no warm row).
 
     With ``rounds > 1`` every loss is measured that many times, the losses alternating round by
     round, and each column shows its best (this machine is shared: single cold compiles move by
@@ -436,8 +437,9 @@ def jit_costs(rounds=1):
     best = {}
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        names = [name for name in numbaloss.REGISTRY if only is None or only in name]
         for _ in range(rounds):
-            for name in numbaloss.REGISTRY:
+            for name in names:
                 with tempfile.TemporaryDirectory() as cold:
                     t = _first_calls(dict(env, NUMBA_CACHE_DIR=cold), [name])
                 row = (t["import"], t[f"{name} small"], t[f"{name} large"])
@@ -445,11 +447,13 @@ def jit_costs(rounds=1):
                 best[name] = tuple(map(min, zip(best.get(name, row), row)))
         for name, (imp, small, large, first, both) in best.items():
             lines.append(f"| {name}, cold cache | {imp:.2f} s | {small:.2f} s | {large:.2f} s | {first:.2f} s | {both:.2f} s |")
+        note = f"best of {rounds} alternating rounds" if rounds > 1 else "one round"
+        if only is not None:
+            return "\n".join(lines) + f"\n\n{note}; {roofline.describe(roofline.machine())}"
         _first_calls(env)  # fills the cache
         warm = min((_first_calls(env) for _ in range(rounds)), key=lambda w: sum(w.values()))
     total = sum(warm.values())
     lines.append(f"| every loss, warm cache | {warm['import']:.2f} s | | | | {total:.2f} s |")
-    note = f"best of {rounds} alternating rounds" if rounds > 1 else "one round"
     return "\n".join(lines) + f"\n\n{note}; {roofline.describe(roofline.machine())}"
 
 
@@ -607,7 +611,8 @@ def main(argv=None):
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the speedups as a chart")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not for reporting)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--only", metavar="TEXT", help="only the workloads whose label contains TEXT (e.g. ctc_loss)")
+    parser.add_argument("--only", metavar="TEXT",
+                        help="only the workloads (with --jit: the losses) whose label contains TEXT (e.g. ctc_loss)")
     parser.add_argument("--jit", action="store_true", help="first-call cost with a cold and a warm cache")
     parser.add_argument("--rounds", type=int, default=1, metavar="N", help="with --jit: best of N alternating rounds")
     parser.add_argument("--ulp", action="store_true", help="accuracy of the vectorized exp/log/log1p")
@@ -618,7 +623,7 @@ def main(argv=None):
         print(torch_adapter(quick=args.quick))
         return
     if args.jit:
-        print(jit_costs(args.rounds))
+        print(jit_costs(args.rounds, args.only))
         return
     if args.ulp:
         print(ulp_table())

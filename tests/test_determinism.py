@@ -90,6 +90,38 @@ def test_serial_and_parallel_kernels_agree_bitwise(monkeypatch):
         assert serial == parallel, name
 
 
+def test_default_small_cross_entropy_matches_the_tile_path(monkeypatch):
+    """A small few-class cross_entropy with the default options runs its own row-by-row kernel
+    (``_ce_plain``, quick to compile); forced onto the general tile path it gives the same bits:
+    random shapes (several tiles), both dtypes, NaN and +-inf logits, ignored targets (all of them
+    too), another ignore_index, every reduction and a grad_output array."""
+    import numbaloss
+    from numbaloss.core import jit
+
+    rng = np.random.default_rng(1)
+    random_shapes = [(int(rng.integers(1, 16383 // C)), C) for C in rng.integers(1, 65, 40)]
+    several_tiles = [(8000, 2), (1600, 10), (1090, 15), (2049, 7)]  # tiles of 1024 rows (reduce.ROW_WORK // C)
+    for trial, (N, C) in enumerate(random_shapes + several_tiles):
+        x = (rng.standard_normal((N, C)) * rng.choice([1, 10, 100])).astype(DTYPES[trial % 2])
+        for value, every in ((np.nan, 5), (-np.inf, 7), (np.inf, 11)):
+            if trial % every == 0:
+                x[rng.integers(0, N), rng.integers(0, C)] = value
+        if trial % 13 == 0:
+            x[rng.integers(0, N)] = -np.inf
+        ignore = int(rng.integers(0, C)) if trial % 4 == 0 else -100
+        y = rng.integers(0, C, N)
+        y[rng.random(N) < (1.0 if trial % 9 == 0 else 0.3)] = ignore
+        for reduction, go in (("mean", None), ("sum", None), ("none", None), ("none", rng.standard_normal(N))):
+            runs = []
+            for threshold in (1 << 62, 0):  # the small path, then the tile path
+                monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", threshold)
+                loss, grad = numbaloss.cross_entropy(x, y, ignore_index=ignore, reduction=reduction, return_grad=True,
+                                                     grad_output=go)
+                runs.append((np.asarray(loss).tobytes(), grad.tobytes()))
+            assert runs[0] == runs[1], (trial, N, C, x.dtype, reduction, go is not None)
+    monkeypatch.undo()
+
+
 def _serial_and_parallel(monkeypatch, fn, x, t, kwargs):
     """The bytes of ``fn``'s loss and gradients, mean and none, from its serial kernels and from its
     parallel ones (chosen through the work threshold)."""

@@ -321,7 +321,7 @@ def make_kernel(name, value, grad, param_grad, check, source_file):
     """The loss's own copy of :func:`_block` (a real function with its own qualname and its formulas
     in its globals, so Numba's on-disk cache finds it), as a :class:`~numbaloss.core.jit.Blocked` kernel."""
     globals_ = dict(VALUE=value, GRAD=grad, PGRAD=param_grad or grad, CHECK=check)
-    return jit.Blocked(serial(jit.copy_function(_block, f"{name}_block", globals_, source_file)))
+    return jit.blocked_copy(_block, f"{name}_block", globals_, source_file)
 
 
 # ----------------------------------------------------------------- host path

@@ -202,3 +202,10 @@ class Blocked:
 def blocked(fn):
     """Decorator: a :class:`Blocked` kernel from a block function ``fn(b, *args)``."""
     return Blocked(serial(fn))
+
+
+def blocked_copy(template, name, globals_, source_file):
+    """A :class:`Blocked` kernel from a copy of the block function ``template`` named ``name``, with
+    ``globals_`` (the helpers it calls by global name) bound: one template, several kernels, each
+    with its own on-disk cache entry (:func:`copy_function`)."""
+    return Blocked(serial(copy_function(template, name, globals_, source_file)))

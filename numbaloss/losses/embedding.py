@@ -15,7 +15,7 @@ from ..core import reduce, rows
 from ..core import vmath as vm
 from ..core.dispatch import host_array, host_param
 from ..core.elementwise import sum_to_shape
-from ..core.jit import Blocked, blocked, copy_function, scalar, serial, uncached
+from ..core.jit import blocked, blocked_copy, scalar, serial, uncached
 from ..core.registry import register, run
 from ..core.validate import broadcast_shape, float_dtype
 
@@ -220,16 +220,11 @@ def _triplet_block(b, a, pos, neg, margin, p, kind, eps, swap, rpb, gscale, gstr
     partials[b] = reduce.tree_sum(loss_rows[r0:r1], np.empty((r1 - r0 + 1) // 2))
 
 
-def _triplet_copy(name, row_norm, row_slopes):
-    """A kernel of :func:`_triplet_block` with its row helpers bound (its own qualname, for the cache)."""
-    globals_ = dict(ROW_NORM=row_norm, ROW_SLOPES=row_slopes)
-    return Blocked(serial(copy_function(_triplet_block, name, globals_, __file__)))
-
-
 #: The triplet kernel for every p-norm, and for ``p = 2`` alone: a first call with torch's default
 #: compiles only the Euclidean helpers.
-_triplet_kernel = _triplet_copy("_triplet_kernel", _row_norm, _row_slopes)
-_triplet_kernel_l2 = _triplet_copy("_triplet_kernel_l2", _row_norm_l2, _row_slopes_l2)
+_triplet_kernel = blocked_copy(_triplet_block, "_triplet_kernel", dict(ROW_NORM=_row_norm, ROW_SLOPES=_row_slopes), __file__)
+_triplet_kernel_l2 = blocked_copy(_triplet_block, "_triplet_kernel_l2", dict(ROW_NORM=_row_norm_l2, ROW_SLOPES=_row_slopes_l2),
+                                  __file__)
 
 
 @blocked

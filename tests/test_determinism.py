@@ -90,11 +90,12 @@ def test_serial_and_parallel_kernels_agree_bitwise(monkeypatch):
         assert serial == parallel, name
 
 
-def test_default_small_cross_entropy_matches_the_tile_path(monkeypatch):
-    """A small few-class cross_entropy with the default options runs its own row-by-row kernel
-    (``_ce_plain``, quick to compile); forced onto the general tile path it gives the same bits:
-    random shapes (several tiles), both dtypes, NaN and +-inf logits, ignored targets (all of them
-    too), another ignore_index, every reduction and a grad_output array."""
+def test_default_cross_entropy_matches_the_tile_path(monkeypatch):
+    """A few-class cross_entropy with the default options runs its own row-by-row kernel
+    (``_ce_plain``, quick to compile), serially on a small input and as a parallel kernel on a large
+    one; both give the bits of the general tile path, which unit class weights force (they change no
+    operation's result): random shapes (several tiles), both dtypes, NaN and +-inf logits, ignored
+    targets (all of them too), another ignore_index, every reduction and a grad_output array."""
     import numbaloss
     from numbaloss.core import jit
 
@@ -113,12 +114,13 @@ def test_default_small_cross_entropy_matches_the_tile_path(monkeypatch):
         y[rng.random(N) < (1.0 if trial % 9 == 0 else 0.3)] = ignore
         for reduction, go in (("mean", None), ("sum", None), ("none", None), ("none", rng.standard_normal(N))):
             runs = []
-            for threshold in (1 << 62, 0):  # the small path, then the tile path
+            # the small (serial) plain kernel, the parallel one, then the tile path
+            for threshold, weight in ((1 << 62, None), (0, None), (0, np.ones(C, x.dtype))):
                 monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", threshold)
-                loss, grad = numbaloss.cross_entropy(x, y, ignore_index=ignore, reduction=reduction, return_grad=True,
-                                                     grad_output=go)
+                loss, grad = numbaloss.cross_entropy(x, y, weight=weight, ignore_index=ignore, reduction=reduction,
+                                                     return_grad=True, grad_output=go)
                 runs.append((np.asarray(loss).tobytes(), grad.tobytes()))
-            assert runs[0] == runs[1], (trial, N, C, x.dtype, reduction, go is not None)
+            assert runs[0] == runs[1] == runs[2], (trial, N, C, x.dtype, reduction, go is not None)
     monkeypatch.undo()
 
 

@@ -21,7 +21,7 @@ from ...core.registry import register, run
 from ...core.validate import check_class_weight, check_ignore_index, check_label_smoothing, class_layout, empty, float_dtype, or_empty
 from .rows import _ce_kernel, _nll_kernel
 from .targets import _class_targets, _flat_targets, _raise_out_of_bounds
-from .tiles import SMALL_C, _ce_columns, _ce_plain, _ce_small, _tile_size
+from .tiles import PLAIN_COUNT, PLAIN_LOSS, PLAIN_MEAN, PLAIN_SUM, SMALL_C, _ce_columns, _ce_plain, _ce_small, _tile_size
 
 #: The family's CUDA module, imported by the registry only when a device array arrives.
 CUDA = "numbaloss.losses.classification.cuda"
@@ -74,16 +74,36 @@ def _outputs(x, M, reduction, return_grad, n_parts):
 
 
 def _small_cross_entropy(x, t, flat, ignore, has_ignore, w, eps, gscale, gstride, ignore_index, reduction, return_grad, loss_shape, input_shape):
-    """Run :func:`_ce_small` on a small 2-d few-class input (``flat``: its targets, flat) and
-    finish the loss; ``t`` is the caller's target array, for the out-of-bounds message."""
-    out, grad, _ = _outputs(x, flat.size, reduction, return_grad, 0)
+    """Run :func:`.tiles._ce_plain` (the default options) or :func:`.tiles._ce_small` on a small 2-d
+    few-class input (``flat``: its targets, flat) in one compiled call and finish the loss; ``t`` is the caller's target array, for the out-of-bounds message."""
     if w.size == 0 and eps == 0.0:  # the default options: the kernel that compiles fastest
-        total, denominator, pos = _ce_plain(x, flat, ignore, has_ignore, gscale, gstride, reduction == "mean", out, grad)
+        out, grad, none = _outputs(x, flat.size, reduction, return_grad, 0)
+        mode = PLAIN_MEAN if reduction == "mean" else PLAIN_SUM
+        total, denominator, pos = _ce_plain.block(0, 1 << 62, mode, x, flat, ignore, has_ignore, gscale, gstride, out, grad, none)
     else:
+        out, grad, _ = _outputs(x, flat.size, reduction, return_grad, 0)
         total, denominator, pos = _ce_small(x, flat, ignore, has_ignore, w, eps, gscale, gstride, reduction == "mean", out, grad)
     if pos >= 0:
         _raise_out_of_bounds(t, pos, x.shape[1], ignore_index)
     loss = reduce.finish(reduction, out, total, denominator, x.dtype, loss_shape)
+    return loss, ((grad.reshape(input_shape),) if return_grad else ())
+
+
+def _plain_cross_entropy(x, t, ignore_index, reduction, return_grad, grad_output, loss_shape, input_shape):
+    """A large 2-d few-class input with the default options: :func:`.tiles._ce_plain` as a parallel
+    kernel, once to validate and count the targets, once for the loss (the mean's scale known)."""
+    flat, ignore, has_ignore = _flat_targets(t, ignore_index)
+    n = max(1, -(-x.shape[0] // _tile_size.py_func(x.shape[1])))  # tiles (plain Python: a compiled call costs a dispatch)
+    out, grad, scratch = _outputs(x, flat.size, reduction, return_grad, 3 * n)
+    args = (x, flat, ignore, has_ignore)
+    _ce_plain(n, 1, PLAIN_COUNT, *args, reduce.ONE, 0, out, grad, scratch, work=x.size)
+    pos = reduce.first_flag(scratch[2 * n:])
+    if pos >= 0:
+        _raise_out_of_bounds(t, int(pos), x.shape[1], ignore_index)
+    denominator = reduce.total(scratch[n : 2 * n])  # a sum of whole numbers: exact
+    gscale, gstride = reduce.grad_scale(reduction, grad_output, denominator, loss_shape, return_grad)
+    _ce_plain(n, 1, PLAIN_LOSS, *args, gscale, gstride, out, grad, scratch, work=x.size)
+    loss = reduce.finish(reduction, out, reduce.total(scratch[:n]), denominator, x.dtype, loss_shape)
     return loss, ((grad.reshape(input_shape),) if return_grad else ())
 
 
@@ -100,6 +120,8 @@ def _cross_entropy_cpu(spec, input, target, *, weight, ignore_index, reduction, 
             x, t, flat, ignore, has_ignore, or_empty(w, dtype), eps, gscale, gstride,
             ignore_index, reduction, return_grad, loss_shape, np.shape(input),
         )
+    if not probs and S == 1 and C <= SMALL_C and w is None and eps == 0.0:
+        return _plain_cross_entropy(x, t, ignore_index, reduction, return_grad, grad_output, loss_shape, np.shape(input))
     if probs:
         if ignore_index >= 0:
             raise ValueError("ignore_index is not supported for floating point target")

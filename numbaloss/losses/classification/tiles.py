@@ -289,34 +289,60 @@ def _ce_small(x, target, ignore, has_ignore, w, eps, gs, gstride, is_mean, out, 
     return reduce.combine(partials), denominator, -1
 
 
-@serial
-def _ce_plain(x, target, ignore, has_ignore, gs, gstride, is_mean, out, grad):
-    """:func:`_ce_small` for the default options (no class weights, no label smoothing), row by row
-    and without tiles: compiled in about half the time, for a new user's first call.  Returns
-    ``(total, denominator, first_bad)``.
+#: ``_ce_plain``'s modes: validate and count the targets only; the loss only (``gs`` already
+#: scaled); both in one call, ``gs`` as given (``sum``/``none``) or divided by the count (``mean``).
+PLAIN_COUNT, PLAIN_LOSS, PLAIN_SUM, PLAIN_MEAN = 0, 1, 2, 3
+
+
+@blocked
+def _ce_plain(b, span, mode, x, target, ignore, has_ignore, gs, gstride, out, grad, scratch):
+    """Cross-entropy with the default options (no class weights, no label smoothing) of a 2-d
+    few-class input, row by row and without tiles: tiles ``b * span`` to ``(b + 1) * span`` (of
+    :func:`_tile_size` rows) in ``mode`` (``PLAIN_*``).  Returns ``(the sum of the tiles' losses, the
+    kept targets, the first out-of-range position or -1)``.  With ``n`` tiles in all, a ``scratch``
+    of ``3 n`` receives the tiles' loss sums, then per block the kept targets and the first
+    out-of-range position (both exact in float64); an empty one is the single call's, which
+    allocates its own sums.
+
+    One call (``b = 0``, every tile, ``PLAIN_SUM``/``PLAIN_MEAN``) serves a small input whole; a
+    large one runs it as a parallel kernel, once per tile to count (``PLAIN_COUNT``) and once to
+    compute (``PLAIN_LOSS``, with the mean's scale): the same compiled block either way, so a
+    first large call compiles only the parallel loop around it (a third of the tile path's time).
 
     The operations of the target pass and of :func:`_ce_tile` with ``w`` empty and ``eps = 0``, in
     the same order and precisions (the max as ``np.maximum`` takes it, ``exp(x - m)`` in the input's
     dtype summed in float64 in class order, the same formulas and roundings), and the loss summed
-    over the same tiles (:func:`_tile_size`): the same bits as the general path, which the
-    determinism tests check by forcing it.
+    over the same tiles: the same bits as the tile path with unit class weights, which the
+    determinism tests check.
     """
     N, C = x.shape
-    kept = 0
-    for i in range(N):  # the target pass: nothing is read through a target before all are checked
-        t = target[i]
-        if not (has_ignore and t == ignore):
-            if t < 0 or t >= C:
-                return 0.0, 0.0, i
-            kept += 1
-    denominator = np.float64(kept)  # a sum of ones: exact in any order
-    if is_mean:
-        gs = gs / denominator
+    tile = _tile_size(C)
+    n_tiles = max(1, -(-N // tile))
+    b0 = min(b * span, n_tiles)
+    b1 = min(b0 + span, n_tiles)
+    shared = scratch.size > 0
+    partials = scratch[:n_tiles] if shared else np.empty(n_tiles)
+    count = 0  # kept targets
+    if mode != PLAIN_LOSS:
+        first_bad = -1
+        for i in range(b0 * tile, min(b1 * tile, N)):  # nothing is read through a target before all are checked
+            t = target[i]
+            if not (has_ignore and t == ignore):
+                if t < 0 or t >= C:
+                    first_bad = i
+                    break
+                count += 1
+        if shared:
+            scratch[n_tiles + b] = count  # a sum of ones: exact in any order
+            scratch[2 * n_tiles + b] = first_bad
+        if mode == PLAIN_COUNT or first_bad >= 0:
+            return 0.0, np.float64(count), first_bad
+        if mode == PLAIN_MEAN:
+            gs = gs / np.float64(count)
     want_out = out.size > 0
     want_grad = grad.size > 0
     w_total = np.float64(C)
     one = vm.like(1.0, x)
-    tile = _tile_size(C)
     n = min(tile, N)
     e = np.empty(C, x.dtype)  # exp(x - m) of a row (in the gradient's row when there is one)
     cls = np.empty(n, np.int64)  # the tile's classes, -1 where ignored
@@ -324,9 +350,8 @@ def _ce_plain(x, target, ignore, has_ignore, gs, gstride, is_mean, out, grad):
     s = np.empty(n)
     q = np.empty(n)
     loss = np.empty(n)
-    partials = np.empty(max(1, -(-N // tile)))
-    for b in range(partials.size):
-        r0 = b * tile
+    for p in range(b0, b1):
+        r0 = p * tile
         T = min(r0 + tile, N) - r0
         for t in range(T):
             xr = x[r0 + t]
@@ -363,5 +388,5 @@ def _ce_plain(x, target, ignore, has_ignore, gs, gstride, is_mean, out, grad):
                     gr[c] = ga * gr[c] - gb * one
                 if k >= 0:
                     gr[k] = g * class_target_grad(q[t] / s[t], ey, 1.0, 0.0, 0.0)
-        partials[b] = reduce.tree_sum(loss[:T], np.empty((T + 1) // 2))
-    return reduce.combine(partials), denominator, -1
+        partials[p] = reduce.tree_sum(loss[:T], np.empty((T + 1) // 2))
+    return reduce.combine(partials[b0:b1]), np.float64(count), -1

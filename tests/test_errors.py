@@ -54,6 +54,24 @@ def test_target_out_of_bounds_reports_first_position_in_kdim():
         numbaloss.cross_entropy(x, t)
 
 
+@pytest.mark.parametrize("tdtype", [np.int64, np.int32, np.uint8])
+def test_target_out_of_bounds_in_a_large_call_names_the_first(tdtype):
+    """A large few-class call with the default options checks its targets tile by tile, in parallel
+    (``_ce_plain``): the message names the first bad position over all tiles, whichever tile ends first."""
+    x = rng.standard_normal((5000, 10)).astype(np.float32)  # 50,000 elements: the parallel kernel, tiles of 1024 rows
+    t = rng.integers(0, 10, 5000).astype(tdtype)
+    t[4900] = 10
+    t[1500] = 12
+    t[1501] = 250
+    for reduction in ("mean", "sum", "none"):
+        for return_grad in (False, True):
+            with pytest.raises(IndexError, match=re.escape("Target 12 is out of bounds. (at target index (1500,);")):
+                numbaloss.cross_entropy(x, t, reduction=reduction, return_grad=return_grad)
+    t[1500] = t[1501] = 0
+    with pytest.raises(IndexError, match=re.escape("Target 10 is out of bounds. (at target index (4900,);")):
+        numbaloss.cross_entropy(x, t)
+
+
 def test_huge_unsigned_target():
     t = np.array([0, 1, 2, np.iinfo(np.uint64).max], np.uint64)
     with pytest.raises(IndexError, match=f"Target {np.iinfo(np.uint64).max} is out of bounds"):

@@ -91,8 +91,8 @@ def test_serial_and_parallel_kernels_agree_bitwise(monkeypatch):
 
 
 def test_default_cross_entropy_matches_the_tile_path(monkeypatch):
-    """A few-class cross_entropy with the default options runs its own row-by-row kernel
-    (``_ce_plain``, quick to compile), serially on a small input and as a parallel kernel on a large
+    """A few-class cross_entropy with the default options runs its own kernel (``_ce_plain``, quick
+    to compile), serially on a small input and as a parallel kernel on a large
     one; both give the bits of the general tile path, which unit class weights force (they change no
     operation's result): random shapes (several tiles), both dtypes, NaN and +-inf logits, ignored
     targets (all of them too), another ignore_index, every reduction and a grad_output array."""

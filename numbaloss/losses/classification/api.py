@@ -75,11 +75,13 @@ def _outputs(x, M, reduction, return_grad, n_parts):
 
 def _small_cross_entropy(x, t, flat, ignore, has_ignore, w, eps, gscale, gstride, ignore_index, reduction, return_grad, loss_shape, input_shape):
     """Run :func:`.tiles._ce_plain` (the default options) or :func:`.tiles._ce_small` on a small 2-d
-    few-class input (``flat``: its targets, flat) in one compiled call and finish the loss; ``t`` is the caller's target array, for the out-of-bounds message."""
+    few-class input (``flat``: its targets, flat) in one compiled call and finish the loss; ``t`` is
+    the caller's target array, for the out-of-bounds message."""
     if w.size == 0 and eps == 0.0:  # the default options: the kernel that compiles fastest
-        out, grad, none = _outputs(x, flat.size, reduction, return_grad, 0)
+        out, grad, no_scratch = _outputs(x, flat.size, reduction, return_grad, 0)  # one call over every tile
         mode = PLAIN_MEAN if reduction == "mean" else PLAIN_SUM
-        total, denominator, pos = _ce_plain.block(0, 1 << 62, mode, x, flat, ignore, has_ignore, gscale, gstride, out, grad, none)
+        total, denominator, pos = _ce_plain.block(0, 1 << 62, mode, x, flat, ignore, has_ignore, gscale, gstride, out, grad,
+                                                  no_scratch)
     else:
         out, grad, _ = _outputs(x, flat.size, reduction, return_grad, 0)
         total, denominator, pos = _ce_small(x, flat, ignore, has_ignore, w, eps, gscale, gstride, reduction == "mean", out, grad)

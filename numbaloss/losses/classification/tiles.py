@@ -302,9 +302,9 @@ def _ce_plain(b, span, mode, x, target, ignore, has_ignore, gs, gstride, out, gr
     :func:`_ce_columns` (a plain transpose, the gradient written row by row): about a third of its
     compile time, within 1.4x of its speed at 10 classes and as fast at 32 and 64.  Returns ``(the
     sum of the tiles' losses, the kept targets, the first out-of-range position or -1)``.  With
-    ``n`` tiles in all, a ``scratch`` of ``3 n`` receives the tiles' loss sums, then per block the kept targets and the first
-    out-of-range position (both exact in float64); an empty one is the single call's, which
-    allocates its own sums.
+    ``n`` tiles in all, a ``scratch`` of ``3 n`` receives the tiles' loss sums, then per block the
+    kept targets and the first out-of-range position (both exact in float64); an empty one is the
+    single call's, which allocates its own sums.
 
     One call (``b = 0``, every tile, ``PLAIN_SUM``/``PLAIN_MEAN``) serves a small input whole; a
     large one runs it as a parallel kernel, once per tile to count (``PLAIN_COUNT``) and once to

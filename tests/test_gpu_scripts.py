@@ -85,3 +85,12 @@ def test_gpu_check_script_runs_its_steps(tmp_path):
     for name in ("gpu_device.txt", "gpu_tests.txt", "gpu_bench.md"):
         assert (out / name).read_text().strip(), name
     assert "stand-in GPU" in (out / "gpu_device.txt").read_text()
+
+
+def test_tile_stage_script_times_the_library_computation(monkeypatch):
+    """benchmarks/ce_tile_stages.py (the README's stage-by-stage figures for #15): its hand-written
+    kernel, run whole, gives the library tile kernel's losses and tile sums bit for bit."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    import benchmarks.ce_tile_stages as stages
+
+    stages.check()

@@ -235,12 +235,14 @@ def _param_block(p, pmap, lo, hi):
 @scalar
 def _grad_scale_block(gscale, gstride, lo, n, x):
     """The gradient scale of elements ``lo..lo+n`` in ``x``'s dtype, contiguous: the block of a
-    per-element ``gscale`` (float64), or ``n`` copies of a uniform one.  Tiny loops with no
-    formulas in them; the gradient loop then reads one contiguous array of its own width."""
+    per-element ``gscale`` (float64, or ``x``'s dtype), or ``n`` copies of a uniform one.  Tiny
+    loops with no formulas in them; the gradient loop then reads one contiguous array of its own
+    width."""
     gs = np.empty(n, x.dtype)
     if gstride:
+        src = gscale[lo : lo + n]  # a slice: src[i], not gscale[lo + i], whose wrap-around check keeps the loop scalar
         for i in range(n):
-            gs[i] = vmath.like(gscale[lo + i], x)
+            gs[i] = vmath.like(src[i], x)
     else:
         g = vmath.like(gscale[0], x)
         for i in range(n):
@@ -415,7 +417,7 @@ def run_cpu(spec, *arrays, reduction, return_grad, grad_output, **options):
     nb = reduce.n_blocks(m)
     partials = np.empty(nb)
     bad = np.empty(nb, np.int64)
-    gscale, gstride = reduce.grad_scale(red, grad_output, denominator, shape, return_grad)
+    gscale, gstride = reduce.grad_scale(red, grad_output, denominator, shape, return_grad, keep=dtype)
     kernel_of(spec, options)(nb, xf, t, tmap, w, wmap, p, pmap, k, gscale, gstride, out, grad, pgrad, partials, bad,
                              work=m)
     total = reduce.total(partials)

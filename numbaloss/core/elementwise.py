@@ -217,8 +217,18 @@ def _param_block(p, pmap, lo, hi):
     while i < n:
         run_ = min(shape[last] - idx[last], n - i)
         s = strides[last]
-        for j in range(run_):
-            dst[i + j] = p[off + j * s]
+        seg = dst[i : i + run_]  # slices, not dst[i + j]: a sum Numba cannot prove >= 0 keeps a loop scalar
+        if s == 1:
+            src = p[off : off + run_]
+            for j in range(run_):
+                seg[j] = src[j]
+        elif s == 0:
+            v = p[off]
+            for j in range(run_):
+                seg[j] = v
+        else:
+            for j in range(run_):
+                seg[j] = p[off + j * s]
         i += run_
         off += run_ * s
         idx[last] += run_

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import numbaloss
-from tests.cases import ELEMENTWISE, third
+from tests.cases import ELEMENTWISE, make, third
 from tests.conftest import assert_close, grad_args, needs_torch, run_torch
 
 inf, nan = np.inf, np.nan
@@ -379,13 +379,7 @@ def test_float32_grad_output_is_used_as_is(name, shape, go_shape):
     """A float32 ``grad_output`` array for a float32 input is read without a float64 copy (2**24
     elements: 22 ms saved): the gradients are bitwise those of the same values given in float64,
     and ``grad_output`` itself is left untouched."""
-    rng = np.random.default_rng(5)
-    if name == "binary_cross_entropy_with_logits":  # not in ELEMENTWISE (its test cases are BINARY_OPTIONS')
-        x, t = rng.standard_normal(shape, np.float32), rng.random(shape, np.float32)
-    else:
-        make_x, make_t, _ = ELEMENTWISE[name]
-        x, t = make_x(rng, shape).astype(np.float32), make_t(rng, shape).astype(np.float32)
-    extra = third(name, rng, shape, np.float32)
+    (x, t, extra), rng = make(name, shape, np.float32, "plain")  # the test table's inputs (a third array in extra)
     go = rng.uniform(-2.0, 2.0, go_shape).astype(np.float32)
     before = go.copy()
     loss, grads = _ours(name, x, t, reduction="none", grad_output=go, **extra)

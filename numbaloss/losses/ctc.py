@@ -35,6 +35,7 @@ from ..core.registry import register, run
 from ..core.validate import float_dtype
 
 NEG_INF = -np.inf
+U = np.uint64  # an index known to be >= 0: no wrap-around check, so the loops vectorize
 
 
 # ------------------------------------------------------------------ formulas (CPU and CUDA)
@@ -101,9 +102,9 @@ def state_window(t, Tn, L, windowed):
 
 
 # ------------------------------------------------------------------ CPU kernel
-# The state loops run over window slices indexed from 0: an index starting at the window's edge
-# ``lo`` is not known to be >= 0, and Numba's negative-index wrap-around then keeps LLVM from
-# vectorizing the loop (3x slower).
+# The state loops index through ``U`` (uint64): a signed index is not known to be >= 0, and Numba's
+# negative-index wrap-around then keeps LLVM from vectorizing the loop (3x slower).  (Slices indexed
+# from 0 vectorize too, but each costs the cold first call more compile time than the loop it feeds.)
 @scalar
 def _gather(row, ext, lo, hi, y):
     """``y[s] = row[l'_s]`` for the window's states."""
@@ -112,38 +113,64 @@ def _gather(row, ext, lo, hi, y):
 
 
 @serial
-def _log_add_rows(x0, x1, x2, skip, y, out, work, corr):
-    """``out[k] = log(e^x0[k] + e^x1[k] + (e^x2[k] if skip[k])) + y[k]`` in three loops: the largest
+def _log_add_rows(src, i0, i1, i2, skip, k0, y, yo, n, out, oo, work, corr):
+    """``out[oo + k] = log(e^src[i0 + k] + e^src[i1 + k] + (e^src[i2 + k] if skip[k0 + k])) + y[yo + k]`` for
+    ``k < n``, in three loops: the largest
     terms and differences (float64), the corrections in ``corr``'s precision (float32 for float32
     inputs: LLVM runs that loop twice as wide, and its error, about 1e-7 absolute per step, does not
     grow with the log-probabilities' magnitude as a float32 recursion's does), then the sums."""
-    n = y.size
     for k in range(n):
-        m, d1, d2 = log_add3_parts(x0[k], x1[k], x2[k] if skip[k] else NEG_INF)
+        m, d1, d2 = log_add3_parts(src[U(i0 + k)], src[U(i1 + k)], src[U(i2 + k)] if skip[U(k0 + k)] else NEG_INF)
         work[k] = m
         corr[k] = d1
         corr[n + k] = d2
     for k in range(n):
         corr[k] = log_add_correction(corr[k], corr[n + k])
     for k in range(n):
-        out[k] = work[k] + np.float64(corr[k]) + y[k]
+        out[U(oo + k)] = work[k] + np.float64(corr[k]) + y[U(yo + k)]
 
 
 @serial
-def _occupancies(alpha, beta, y, nll, out, corr):
-    """``out[k] = gamma`` (:func:`occupancy_exponent`), the exponential in ``corr``'s precision (the gradient's)."""
-    for k in range(y.size):
-        corr[k] = occupancy_exponent(alpha[k], beta[k], y[k], nll)
-    for k in range(y.size):
-        out[k] = vm.exp_neg(corr[k])
+def _occupancies(alpha, beta, y, lo, hi, nll, out, corr):
+    """``out[s] = gamma`` (:func:`occupancy_exponent`) for ``lo <= s < hi``, the exponential in ``corr``'s precision (the gradient's)."""
+    for s in range(lo, hi):
+        corr[s - lo] = occupancy_exponent(alpha[U(s + 2)], beta[U(s + 2)], y[U(s)], nll)
+    for s in range(lo, hi):
+        out[U(s)] = vm.exp_neg(corr[U(s - lo)])
+
+
+@serial
+def _recursion(lp, n, Tn, L, windowed, backward, ext, skip, rows, y, work, corr):
+    """The forward (``rows[t] = alpha_t``, from ``t = 0``) or, with ``backward``, the backward recursion
+    (``rows[t] = beta_t``, from ``t = Tn - 1``) over the window's states (at index ``s + 2``), each row's
+    neighbours outside its window set to ``-inf`` (the next step reads them).  With two rows (no
+    gradient wanted), step ``t`` writes row ``t & 1``."""
+    keep = rows.shape[0] >= Tn  # every step's row (else two)
+    for i in range(Tn):
+        t = Tn - 1 - i if backward else i
+        cur = rows[t if keep else t & 1]
+        lo, hi = state_window(t, Tn, L, windowed)
+        _gather(lp[t, n], ext, lo, hi, y)
+        cur[lo] = cur[lo + 1] = NEG_INF
+        cur[hi + 2] = cur[hi + 3] = NEG_INF
+        if i == 0:  # the two first (forward) or the two last (backward) states
+            for s in range(lo, hi):
+                cur[s + 2] = y[s] if (s >= L - 2 if backward else s < 2) else NEG_INF
+        else:
+            # alpha_t(s) = log(alpha_{t-1}(s) + alpha_{t-1}(s - 1) + [skip] alpha_{t-1}(s - 2)) + y_t(s);
+            # beta_t(s) = log(beta_{t+1}(s) + beta_{t+1}(s + 1) + [skip into s + 2] beta_{t+1}(s + 2)) + y_t(s)
+            d = 1 if backward else -1
+            p = t + d
+            _log_add_rows(rows[p if keep else p & 1], lo + 2, lo + 2 + d, lo + 2 + 2 * d, skip, lo + 1 + d, y, lo, hi - lo,
+                          cur, lo + 2, work, corr)
 
 
 @blocked
 def _ctc_kernel(i, order, lp, labels, offsets, in_len, tg_len, blank, zero_infinity, wscale, nll_out, grad):
     """Sample ``order[i]``: the forward recursion (every ``alpha_t`` kept when ``grad`` is wanted, two
-    rows otherwise), ``nll_out[n] = -log p``, and with ``grad`` the backward recursion, one time step at
-    a time, writing ``grad[:, n, :]`` (zeros, then the target classes for ``t < input_length``).  Each
-    step computes only :func:`state_window`'s states, unless a log-probability it reads is NaN or +inf."""
+    rows otherwise), ``nll_out[n] = -log p``, and with ``grad`` the backward recursion and the
+    gradient, writing ``grad[:, n, :]`` (zeros, then the target classes for ``t < input_length``).  Each
+    step computes only :func:`state_window`'s states, unless a log-probability of the sample is NaN or +inf."""
     n = order[i]
     C = lp.shape[2]
     Tn = in_len[n]
@@ -160,82 +187,59 @@ def _ctc_kernel(i, order, lp, labels, offsets, in_len, tg_len, blank, zero_infin
         repeats += s % 2 == 1 and s >= 3 and not skip[s]
     skip[L] = skip[L + 1] = 0
     # torch runs every state: a NaN or +inf log-probability of a state outside the window reaches its
-    # loss (from above the window) or its gradient (below).  Rare: then every state is computed here too.
-    windowed = True
+    # loss (from above the window) or its gradient (below).  Rare: then (a NaN or +inf anywhere in the
+    # sample's rows) every state is computed, as torch does.
+    unbounded = 0
     for t in range(Tn):
         row = lp[t, n]
-        lo, hi = state_window(t, Tn, L, True)
-        for s in range(min(lo, L)):  # (two triangles: the last and the first L / 2 steps)
-            windowed &= row[ext[s]] < np.inf
-        for s in range(max(lo, hi), L):
-            windowed &= row[ext[s]] < np.inf
+        for c in range(C):
+            unbounded += not row[c] < np.inf
+    windowed = unbounded == 0
     full = grad.size > 0  # (an empty gradient array, not None: one compiled kernel serves both calls)
     alpha = np.empty((max(Tn if full else 2, 1), L + 4))  # two -inf pads before, two after
-    y = np.empty(L + 1)  # y[L]: 0, for the final log-add
-    y[L] = 0.0
+    y = np.empty(L + 1)  # y[L]: 0 for the final log-add
     work = np.empty(L)
     corr = np.empty(2 * L, lp.dtype)
     if Tn == 0 or (windowed and Tn < S + repeats):  # too short: each repeat needs a blank between
         logp = 0.0 if S == 0 else NEG_INF  # (the windows of an impossible alignment are empty)
     else:
-        a0 = alpha[0]
-        for s in range(L + 4):
-            a0[s] = lp[0, n, ext[s - 2]] if 2 <= s < 4 and s - 2 < L else NEG_INF
-        for t in range(1, Tn):
-            prev = alpha[(t - 1) if full else (t - 1) & 1]
-            cur = alpha[t if full else t & 1]
-            lo, hi = state_window(t, Tn, L, windowed)
-            cur[0] = cur[1] = NEG_INF
-            cur[hi + 2] = cur[hi + 3] = NEG_INF  # read by the next step's last two states
-            _gather(lp[t, n], ext, lo, hi, y)
-            # alpha_t(s) = log(alpha_{t-1}(s) + alpha_{t-1}(s - 1) + [skip] alpha_{t-1}(s - 2)) + y_t(s)
-            _log_add_rows(prev[lo + 2 :], prev[lo + 1 :], prev[lo:], skip[lo:], y[lo:hi], cur[lo + 2 : hi + 2], work, corr)
+        # (np.bool_, np.int64: a constant argument would compile the callee once per value)
+        _recursion(lp, n, Tn, L, windowed, np.bool_(False), ext, skip, alpha, y, work, corr)
         last = alpha[(Tn - 1) if full else (Tn - 1) & 1]
-        # log(alpha(L - 1) + alpha(L - 2)) (state -1 is a -inf pad; skip[0] = 0: no third term)
-        _log_add_rows(last[L + 1 :], last[L:], last, skip, y[L:], work[:1], work, corr)
+        # log(alpha(L - 1) + alpha(L - 2)) (state L: a -inf pad; skip[L] = 0: no third term)
+        y[L] = 0.0
+        _log_add_rows(last, L + 1, L, L + 2, skip, L, y, L, np.int64(1), work, np.int64(0), work, corr)
         logp = work[0]
     nll = -logp
     zeroed = zero_infinity and nll == np.inf
     nll_out[n] = 0.0 if zeroed else nll
     if not full:
         return
-    g = grad[:, n, :]
     # NaN for t < input_length after an impossible alignment or a NaN (as torch), else zeros to start from
     fill = np.nan if not (zeroed or nll < np.inf) else 0.0
-    for t in range(g.shape[0]):
+    for t in range(grad.shape[0]):
         for c in range(C):
-            g[t, c] = fill if t < Tn else 0.0
+            grad[t, n, c] = fill if t < Tn else 0.0
     if zeroed or Tn == 0 or fill != 0.0:
         return
     w = wscale[n]
-    betas = np.empty((2, L + 4))  # two -inf pads before (the window's edge), two after
-    for s in range(L + 4):
-        betas[0, s] = betas[1, s] = NEG_INF
+    beta = np.empty(alpha.shape)
+    _recursion(lp, n, Tn, L, windowed, np.bool_(True), ext, skip, beta, y, work, corr)
     occ = corr[L:]  # (its second half is free during the occupancies)
     acc = np.empty(C)
-    for t in range(Tn - 1, -1, -1):
+    for t in range(Tn):
         lo, hi = state_window(t, Tn, L, windowed)
-        beta = betas[t & 1]
-        nxt = betas[(t + 1) & 1]  # (two rows indexed by parity: a swapped pair of arrays would not vectorize)
-        _gather(lp[t, n], ext, lo, hi, y)
-        beta[lo] = beta[lo + 1] = NEG_INF  # below the window: cannot reach the end (read by the step before)
-        if t == Tn - 1:
-            for s in range(lo, hi):
-                beta[s + 2] = y[s] if s >= L - 2 else NEG_INF
-        else:
-            # beta_t(s) = log(beta_{t+1}(s) + beta_{t+1}(s + 1) + [skip into s + 2] beta_{t+1}(s + 2)) + y_t(s)
-            _log_add_rows(nxt[lo + 2 :], nxt[lo + 3 :], nxt[lo + 4 :], skip[lo + 2 :], y[lo:hi], beta[lo + 2 : hi + 2], work,
-                          corr)
         if t == Tn - 1:  # torch's last step counts only the two final states (the others' beta is -inf)
             lo = max(lo, L - 2)
-        _occupancies(alpha[t, lo + 2 : hi + 2], beta[lo + 2 : hi + 2], y[lo:hi], nll, occ[lo:hi], corr)
+        _gather(lp[t, n], ext, lo, hi, y)
+        _occupancies(alpha[t], beta[t], y, lo, hi, nll, occ, corr)
         # each class's gradient sums its states' occupancies, in state order (deterministic)
         for s in range(L):
             acc[ext[s]] = 0.0
         for s in range(lo, hi):
             acc[ext[s]] += occ[s]
         for s in range(L):
-            g[t, ext[s]] = -w * acc[ext[s]]
+            grad[t, n, ext[s]] = -w * acc[ext[s]]
 
 
 # ------------------------------------------------------------------ host

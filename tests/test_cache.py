@@ -1,7 +1,12 @@
 """Numba's on-disk cache: every numbaloss kernel is stamped by the whole package's source."""
 
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
+import pytest
 
 import numbaloss
 from numbaloss.core import elementwise, jit, vmath
@@ -46,3 +51,36 @@ def test_other_code_keeps_numbas_stamp(tmp_path):
     fn = numba.njit(cache=True)(ns["f"])
     assert fn(np.int64(1)) == 2
     assert _stamp(fn) != jit.package_stamp()
+
+
+def test_internal_helpers_refuse_python_calls():
+    # an internal helper is built without a Python entry point: a Python call raises, never jumps nowhere
+    @jit.internal
+    def twice(a):
+        return a[0] * 2.0
+
+    @jit.serial
+    def caller(a):
+        return twice(a)
+
+    assert caller(np.ones(3)) == 2.0
+    assert isinstance(twice, jit.CompiledOnly) and len(twice.signatures) == 1
+    with pytest.raises(TypeError, match="called from compiled code only"):
+        twice(np.ones(3))
+
+
+def test_internal_helpers_load_from_the_cache(tmp_path):
+    # a caller of an internal helper is cached like any kernel: a new process loads it, compiles nothing
+    (tmp_path / "user_mod.py").write_text(
+        "from numbaloss.core.jit import internal, serial\n"
+        "@internal\ndef twice(a):\n    return a[0] * 2.0\n"
+        "@serial\ndef caller(a):\n    return twice(a)\n"
+    )
+    script = ("import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import user_mod as m\n"
+              "print(m.caller(np.ones(3)), m.caller.stats.cache_hits.most_common(1), len(m.twice.signatures))")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    runs = [subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True,
+                           check=True).stdout.split(maxsplit=1) for _ in range(2)]
+    assert runs[0][0] == runs[1][0] == "2.0"
+    assert runs[0][1].strip() == "[] 1"  # the first process compiles the caller and the helper
+    assert runs[1][1].strip().endswith("1)] 0")  # the second loads the caller (one cache hit), compiles no helper

@@ -49,7 +49,7 @@ import numpy as np
 from . import reduce, vmath
 from .dispatch import host_array, host_param, is_device_array
 from . import jit
-from .jit import scalar, serial
+from .jit import internal, scalar
 from .registry import register as _register
 from .validate import broadcast_shape, check_same_shape, empty, float_dtype
 
@@ -185,7 +185,7 @@ def sum_to_shape(g, shape):
 
 
 # ----------------------------------------------------------------- kernels
-@serial
+@internal
 def _param_block(p, pmap, lo, hi):
     """A broadcast parameter's values at flat input positions ``lo..hi``, expanded into a
     block-sized scratch.

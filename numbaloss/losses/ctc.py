@@ -30,7 +30,7 @@ import numpy as np
 from ..core import reduce
 from ..core import vmath as vm
 from ..core.dispatch import host_array
-from ..core.jit import blocked, scalar, serial
+from ..core.jit import blocked, internal, scalar
 from ..core.registry import register, run
 from ..core.validate import float_dtype
 
@@ -112,7 +112,7 @@ def _gather(row, ext, lo, hi, y):
         y[s] = row[ext[s]]
 
 
-@serial
+@internal
 def _log_add_rows(src, i0, i1, i2, skip, k0, y, yo, n, out, oo, work, corr):
     """``out[oo + k] = log(e^src[i0 + k] + e^src[i1 + k] + (e^src[i2 + k] if skip[k0 + k])) + y[yo + k]`` for
     ``k < n``, in three loops: the largest
@@ -130,7 +130,7 @@ def _log_add_rows(src, i0, i1, i2, skip, k0, y, yo, n, out, oo, work, corr):
         out[U(oo + k)] = work[k] + np.float64(corr[k]) + y[U(yo + k)]
 
 
-@serial
+@internal
 def _occupancies(alpha, beta, y, lo, hi, nll, out, corr):
     """``out[s] = gamma`` (:func:`occupancy_exponent`) for ``lo <= s < hi``, the exponential in ``corr``'s precision (the gradient's)."""
     for s in range(lo, hi):
@@ -139,7 +139,7 @@ def _occupancies(alpha, beta, y, lo, hi, nll, out, corr):
         out[U(s)] = vm.exp_neg(corr[U(s - lo)])
 
 
-@serial
+@internal
 def _recursion(lp, n, Tn, L, windowed, backward, ext, skip, rows, y, work, corr):
     """The forward (``rows[t] = alpha_t``, from ``t = 0``) or, with ``backward``, the backward recursion
     (``rows[t] = beta_t``, from ``t = Tn - 1``) over the window's states (at index ``s + 2``), each row's

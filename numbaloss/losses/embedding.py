@@ -15,7 +15,7 @@ from ..core import reduce, rows
 from ..core import vmath as vm
 from ..core.dispatch import host_array, host_param
 from ..core.elementwise import sum_to_shape
-from ..core.jit import blocked, blocked_copy, scalar, serial, uncached
+from ..core.jit import blocked, blocked_copy, internal, scalar, uncached
 from ..core.registry import register, run
 from ..core.validate import broadcast_shape, float_dtype
 
@@ -117,7 +117,7 @@ def triplet_row(d_ap, d_an, d_pn, swap, margin):
 
 
 # ------------------------------------------------------------------ CPU kernels
-@serial
+@internal
 def _row_norm(v, terms, scratch, p, kind):
     """``(|v|_p, how many entries equal the max)`` of one row ``v``: terms summed pairwise in float64
     (``inf``: the max, NaN propagating, and its count)."""
@@ -136,7 +136,7 @@ def _row_norm(v, terms, scratch, p, kind):
     return norm_of(reduce.tree_sum(terms, scratch), p, kind), 1.0
 
 
-@serial
+@internal
 def _row_norm_l2(v, terms, scratch, p, kind):
     """:func:`_row_norm` for ``p = 2`` only (``p`` and ``kind`` unused): torch's default, compiled without
     the other norms' code.  Same operations, so the same bits: ``|v|^2`` is ``v^2``."""
@@ -146,7 +146,7 @@ def _row_norm_l2(v, terms, scratch, p, kind):
     return math.sqrt(reduce.tree_sum(terms, scratch)), 1.0
 
 
-@serial
+@internal
 def _row_slopes_l2(v, d, count, p, kind, out):
     """:func:`_row_slopes` for ``p = 2`` only: ``v / d``, or ``0 v`` when ``d = 0`` (every entry is then 0)."""
     if d != 0.0:
@@ -158,7 +158,7 @@ def _row_slopes_l2(v, d, count, p, kind, out):
         out[i] = 0.0 * np.float64(v[i])
 
 
-@serial
+@internal
 def _row_slopes(v, d, count, p, kind, out):
     """``out = d |v|_p / d v`` (:func:`norm_slope`) in ``out``'s dtype (``p = 2`` runs
     :func:`_row_slopes_l2`, vectorized in the input's dtype)."""

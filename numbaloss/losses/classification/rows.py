@@ -5,7 +5,7 @@ from numba import prange
 
 from ...core import vmath as vm
 from ...core import reduce
-from ...core.jit import kernel, serial
+from ...core.jit import internal, kernel, serial
 from .formulas import _row, class_row_loss, class_target_grad
 
 
@@ -26,7 +26,7 @@ def _row_max(xr):
     return vm.from_order_key(k)
 
 
-@serial
+@internal
 def _exp_shifted(xr, m, buf):
     """``buf[j] = exp(x_j - m)``: a pure map, so LLVM vectorizes it with the branch-free exp.
 
@@ -36,7 +36,7 @@ def _exp_shifted(xr, m, buf):
         buf[j] = vm.exp_neg(xr[j] - m)
 
 
-@serial
+@internal
 def _gap_sum(xr, m, w):
     """``sum_c w_c (m - x_c)``: non-negative terms, so accurate even for logits around 1e6
     (where ``C * lse - sum(x)`` would cancel)."""
@@ -50,7 +50,7 @@ def _gap_sum(xr, m, w):
     return d
 
 
-@serial
+@internal
 def _prob_sums(xr, tr, m, w, eps, inv_c):
     """``Q = sum q_c`` and ``D = sum q_c (m - x_c)`` with ``q_c = w_c (t_c (1 - eps) + eps / C)``."""
     q_sum = 0.0
@@ -70,12 +70,12 @@ def _prob_sums(xr, tr, m, w, eps, inv_c):
 ROW_CHUNK = 2048
 
 
-@serial
+@internal
 def n_chunks(n_classes):
     return max(1, -(-n_classes // ROW_CHUNK))
 
 
-@serial
+@internal
 def _streaming_exp_sum(xr, buf, scratch, ref):
     """One pass over a row: per chunk, its max, then ``buf[j] = exp(x_j - m)`` and their sum.
 
@@ -110,7 +110,7 @@ def _streaming_exp_sum(xr, buf, scratch, ref):
     return m, s
 
 
-@serial
+@internal
 def _ce_row(xr, y, tr, w, eps, w_total, g, buf, scratch, ref, want_grad):
     """Loss of one row; with ``want_grad`` also writes ``g * d loss / d x`` into ``buf``.
 

@@ -5,7 +5,7 @@ from numba.extending import overload
 
 from ...core import vmath as vm
 from ...core import reduce
-from ...core.jit import blocked, inlined, serial
+from ...core.jit import blocked, inlined, internal, serial
 from .formulas import class_row_loss, class_target_grad
 from .targets import _targets
 
@@ -93,7 +93,7 @@ def _untile_overload(gt, grad, n, s0):
     return transpose
 
 
-@serial
+@internal
 def _tile_exp_sum(xt, et):
     """Per sample of a class-major tile: the max logit ``m``, ``et[c] = exp(x_c - m)`` and
     ``s = sum_c et[c]`` (float64, in class order).  Returns ``(m, s)``.
@@ -116,7 +116,7 @@ def _tile_exp_sum(xt, et):
     return m, s
 
 
-@serial
+@internal
 def _ce_tile(xt, y, w, eps, w_total, g, et, want_grad, loss):
     """Cross-entropy of the ``T`` samples of a class-major tile ``xt[c, t]`` (class targets).
 
@@ -171,7 +171,7 @@ def _ce_tile(xt, y, w, eps, w_total, g, et, want_grad, loss):
             et[yt, t] = gt_ * class_target_grad(q_sum[t] / s[t], ey[t], wy[t], eps, b)
 
 
-@serial
+@internal
 def _ce_prob_tile(xt, tt, w, eps, g, et, want_grad, loss):
     """:func:`_ce_tile` for probability targets ``tt[c, t]`` (same layout as ``xt``).
 

@@ -27,8 +27,10 @@ from numba.core.registry import CPUDispatcher
 #: Reductions get their speed from explicitly written lanes instead.
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
 
-#: The options of every CPU function (parallel kernels add ``parallel=True``).
-OPTIONS = dict(cache=True, fastmath=set(FASTMATH), error_model="numpy", nogil=True)
+#: The options of every CPU function (parallel kernels add ``parallel=True``).  No C-callable
+#: wrapper (Numba's entry point for calls through a function pointer, which nothing here makes):
+#: it is lowered and compiled for every function otherwise, a cold first call's time for nothing.
+OPTIONS = dict(cache=True, fastmath=set(FASTMATH), error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 
 
 # ------------------------------------------------------------ the on-disk cache
@@ -145,15 +147,14 @@ class CompiledOnly(CPUDispatcher):
 
 
 def internal(fn):
-    """A serial compiled helper called only from other compiled functions: built without the two
-    wrappers that let Python (and C) call it, whose lowering and machine code a cold first call
-    would otherwise pay for each helper (about 0.1 s for a helper with a dozen array arguments).
+    """A serial compiled helper called only from other compiled functions: built without the
+    wrapper that lets Python call it, whose lowering and machine code a cold first call would
+    otherwise pay for each helper (about 0.1 s for a helper with a dozen array arguments).
     Calling it from Python raises a TypeError."""
     if numba.config.DISABLE_JIT:
         return fn
     options = {k: v for k, v in OPTIONS.items() if k != "cache"}
-    helper = CompiledOnly(py_func=fn, locals={}, targetoptions=dict(options, nopython=True, no_cpython_wrapper=True,
-                                                                    no_cfunc_wrapper=True))
+    helper = CompiledOnly(py_func=fn, locals={}, targetoptions=dict(options, nopython=True, no_cpython_wrapper=True))
     helper.enable_caching()
     return helper
 

@@ -84,3 +84,27 @@ def test_internal_helpers_load_from_the_cache(tmp_path):
     assert runs[0][0] == runs[1][0] == "2.0"
     assert runs[0][1].strip() == "[] 1"  # the first process compiles the caller and the helper
     assert runs[1][1].strip().endswith("1)] 0")  # the second loads the caller (one cache hit), compiles no helper
+
+
+def test_helpers_compile_to_machine_code_only_inside_their_callers():
+    # an internal helper's IR, with a vmath overload's linked in, is optimized and compiled only as part
+    # of its caller (jit._LinkedLibrary): its own library never becomes machine code, the caller's does
+    @jit.internal
+    def softplus_sum(a):
+        s = 0.0
+        for i in range(a.size):
+            s += vmath.log(1.0 + vmath.exp(a[i]))
+        return s
+
+    @jit.serial
+    def caller(a):
+        return softplus_sum(a)
+
+    a = np.linspace(-3.0, 3.0, 7)
+    assert caller(a) == pytest.approx(np.log1p(np.exp(a)).sum(), rel=1e-14)
+    helper = softplus_sum.overloads[softplus_sum.signatures[0]].library
+    assert type(helper) is jit._LinkedLibrary and helper._finalized and not helper._compiled
+    assert any(type(lib) is jit._InlinableLibrary for lib in helper._linking_libraries)  # vmath's exp and log
+    assert caller.overloads[caller.signatures[0]].library._compiled
+    name = softplus_sum.overloads[softplus_sum.signatures[0]].fndesc.llvm_func_name
+    assert b"noinline" in list(helper._final_module.get_function(name).attributes)  # kept whole in its callers

@@ -15,8 +15,12 @@ import os
 import types
 
 import numba
+import numba.extending
 import numpy as np
 from numba import prange
+from numba.core.codegen import JITCodeLibrary
+from numba.core.compiler import Compiler
+from numba.core.compiler_lock import require_global_compiler_lock
 from numba.core.registry import CPUDispatcher
 
 #: LLVM fast-math flags that are safe for our semantics.  Plain ``fastmath=True``
@@ -138,6 +142,93 @@ def serial(fn):
     return numba.njit(**OPTIONS)(fn)
 
 
+# ------------------------------------------------------------ helpers compiled inside their callers
+# Numba optimizes every compiled function's LLVM module and emits its machine code as soon as the
+# function is built, then links its IR into each caller and optimizes and emits it again there.  For a
+# function that Python never calls (an ``internal`` helper, an ``overload`` implementation), the first
+# round is a cold first call's time for nothing: ctc_loss's helpers cost it 0.3 s.  Their libraries
+# below keep the IR for the callers to link and stop there.  (This uses Numba's code-library internals;
+# where they are missing, the helpers compile as Numba does by default.)
+class _LinkedLibrary(JITCodeLibrary):
+    """The code library of a function compiled only to be linked into callers: its IR, after Numba's
+    per-function passes, with the IR of the functions it calls linked in; optimized as a module and
+    compiled to machine code only inside its callers.  Its functions are ``noinline``: optimized in
+    place first, its loops vectorize as a separately compiled helper's do (inlined unoptimized into
+    cross_entropy's row loop, its helpers made that kernel 18% slower)."""
+
+    inlinable = False
+
+    def add_ir_module(self, ir_module):
+        if not self.inlinable:
+            for fn in ir_module.functions:
+                if not fn.is_declaration:
+                    fn.attributes.add("noinline")
+        super().add_ir_module(ir_module)
+
+    def finalize(self):
+        require_global_compiler_lock()
+        self._raise_if_finalized()
+        for library in dict.fromkeys(self._linking_libraries):  # its callees, as Numba's finalize links them
+            self._reload_init.update(library._reload_init)
+            self._final_module.link_in(library._get_module_for_linking(), preserve=True)
+        self._finalized = True
+
+    def get_pointer_to_function(self, name):
+        self._ensure_finalized()
+        return 0  # no machine code of its own, so no entry point to find
+
+    @property
+    def codegen(self):
+        return _UnboundCodegen(self._codegen)
+
+
+class _InlinableLibrary(_LinkedLibrary):
+    """A :class:`_LinkedLibrary` whose functions LLVM may inline: ``vmath``'s math, which a loop
+    must inline to vectorize."""
+
+    inlinable = True
+
+
+class _UnboundCodegen:
+    """The codegen of a :class:`_LinkedLibrary`, whose ``set_env`` does nothing: the library's module
+    never enters the JIT engine, so there is no environment global to set.  (Its code runs inside its
+    callers; nopython code reads its environment only for object-mode blocks and exceptions with
+    run-time arguments, and on a missing one Numba's sentry raises.)"""
+
+    def __init__(self, codegen):
+        self._codegen = codegen
+
+    def set_env(self, env_name, env):
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._codegen, name)
+
+
+class _LinkedCompiler(Compiler):
+    """Numba's compiler, building into a :class:`_LinkedLibrary`."""
+
+    library_class = _LinkedLibrary
+
+    def compile_extra(self, func):
+        if self.state.library is None:
+            self.state.library = self.library_class(self.state.targetctx.codegen(), func.__qualname__)
+            self.state.library.enable_object_caching()  # (as Numba's lowering does for the libraries it makes)
+        return super().compile_extra(func)
+
+
+class _InlinableCompiler(_LinkedCompiler):
+    """Numba's compiler, building into an :class:`_InlinableLibrary`."""
+
+    library_class = _InlinableLibrary
+
+
+_LINKING = all(hasattr(JITCodeLibrary, a) for a in ("_get_module_for_linking", "finalize", "add_ir_module"))
+#: ``pipeline_class`` options of the internal helpers and of the overload implementations
+HELPER_PIPELINE = {"pipeline_class": _LinkedCompiler} if _LINKING else {}
+INLINABLE_PIPELINE = {"pipeline_class": _InlinableCompiler} if _LINKING else {}
+
+
 class CompiledOnly(CPUDispatcher):
     """The dispatcher of an :func:`internal` helper: callable from compiled code only."""
 
@@ -149,14 +240,14 @@ class CompiledOnly(CPUDispatcher):
 def internal(fn):
     """A serial compiled helper called only from other compiled functions: built without the
     wrapper that lets Python call it, whose lowering and machine code a cold first call would
-    otherwise pay for each helper (about 0.1 s for a helper with a dozen array arguments).
-    Calling it from Python raises a TypeError."""
+    otherwise pay for each helper (about 0.1 s for a helper with a dozen array arguments), and
+    optimized and compiled to machine code only inside its callers (:class:`_LinkedLibrary`), so
+    it is on disk only as part of their cache entries.  Calling it from Python raises a TypeError."""
     if numba.config.DISABLE_JIT:
         return fn
     options = {k: v for k, v in OPTIONS.items() if k != "cache"}
-    helper = CompiledOnly(py_func=fn, locals={}, targetoptions=dict(options, nopython=True, no_cpython_wrapper=True))
-    helper.enable_caching()
-    return helper
+    return CompiledOnly(py_func=fn, locals={}, targetoptions=dict(options, nopython=True, no_cpython_wrapper=True),
+                        **HELPER_PIPELINE)
 
 
 def inlined(fn):
@@ -166,6 +257,15 @@ def inlined(fn):
     costs a first call its own pass through Numba's pipeline and LLVM, and then LLVM's optimizer and
     code generator again as code linked into every caller above it."""
     return numba.njit(inline="always", **OPTIONS)(fn)
+
+
+def overload(func, **options):
+    """``numba.extending.overload`` for numbaloss's compiled-code functions (``vmath``'s dtype
+    dispatch, the tile helpers): its implementations are built without the C-callable wrapper
+    that Numba's overloads get by default (nothing calls them through a pointer; about 0.02 s of
+    a cold first call per implementation) and optimized and compiled only inside their callers
+    (:class:`_InlinableLibrary`)."""
+    return numba.extending.overload(func, jit_options={"no_cfunc_wrapper": True, **INLINABLE_PIPELINE}, **options)
 
 
 def scalar(fn):

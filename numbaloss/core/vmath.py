@@ -20,9 +20,8 @@ dtype (float32 arithmetic stays float32, so it vectorizes twice as wide).
 
 import numpy as np
 from numba import prange
-from numba.extending import overload
 
-from .jit import kernel, scalar
+from .jit import kernel, overload, scalar
 
 _LOG2E = 1.4426950408889634
 # ln 2 split so that n * _LN2_HI is exact for |n| < 2**11 (Cody-Waite).

@@ -1,9 +1,7 @@
 """Per-row scalar formulas of the classification family, written once and used by the CPU row
 and tile kernels and by the CUDA kernels (which import this module, never the CPU kernels)."""
 
-from numba.extending import overload
-
-from ...core.jit import scalar
+from ...core.jit import overload, scalar
 
 
 def _row(a, n, s):

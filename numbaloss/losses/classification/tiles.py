@@ -1,11 +1,10 @@
 """Class-major tiles: few classes or K-dim inputs, the inner loop running along samples."""
 
 import numpy as np
-from numba.extending import overload
 
 from ...core import vmath as vm
 from ...core import reduce
-from ...core.jit import blocked, inlined, internal, serial
+from ...core.jit import blocked, inlined, internal, overload, serial
 from .formulas import class_row_loss, class_target_grad
 from .targets import _targets
 

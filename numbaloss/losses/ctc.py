@@ -98,7 +98,9 @@ def state_window(t, Tn, L, windowed):
     (what a NaN outside the window needs to propagate exactly as in torch)."""
     if not windowed:
         return 0, L
-    return max(0, L - 2 * (Tn - t)), min(L, 2 * t + 2)
+    lo = L - 2 * (Tn - t)
+    hi = 2 * t + 2
+    return (lo if lo > 0 else 0), (hi if hi < L else L)  # (not max/min: each compiles an overload per caller)
 
 
 # ------------------------------------------------------------------ CPU kernel
@@ -196,9 +198,11 @@ def _ctc_kernel(i, order, lp, labels, offsets, in_len, tg_len, blank, zero_infin
             unbounded += not row[c] < np.inf
     windowed = unbounded == 0
     full = grad.size > 0  # (an empty gradient array, not None: one compiled kernel serves both calls)
-    alpha = np.empty((max(Tn if full else 2, 1), L + 4))  # two -inf pads before, two after
-    y = np.empty(L + 1)  # y[L]: 0 for the final log-add
-    work = np.empty(L)
+    alpha = np.empty((Tn if full and Tn > 0 else 2, L + 4))  # two -inf pads before, two after
+    # y (y[L]: 0 for the final log-add), the log-adds' work and the gradient's class sums: rows of one
+    # array (np.empty of another shape type compiles again)
+    scratch = np.empty((3, L + 1 if L + 1 > C else C))
+    y, work, acc = scratch[0], scratch[1], scratch[2]
     corr = np.empty(2 * L, lp.dtype)
     if Tn == 0 or (windowed and Tn < S + repeats):  # too short: each repeat needs a blank between
         logp = 0.0 if S == 0 else NEG_INF  # (the windows of an impossible alignment are empty)
@@ -226,11 +230,10 @@ def _ctc_kernel(i, order, lp, labels, offsets, in_len, tg_len, blank, zero_infin
     beta = np.empty(alpha.shape)
     _recursion(lp, n, Tn, L, windowed, np.bool_(True), ext, skip, beta, y, work, corr)
     occ = corr[L:]  # (its second half is free during the occupancies)
-    acc = np.empty(C)
     for t in range(Tn):
         lo, hi = state_window(t, Tn, L, windowed)
         if t == Tn - 1:  # torch's last step counts only the two final states (the others' beta is -inf)
-            lo = max(lo, L - 2)
+            lo = lo if lo > L - 2 else L - 2
         _gather(lp[t, n], ext, lo, hi, y)
         _occupancies(alpha[t], beta[t], y, lo, hi, nll, occ, corr)
         # each class's gradient sums its states' occupancies, in state order (deterministic)

@@ -101,3 +101,25 @@ def test_order_keys_sort_like_floats(dtype):
     with_nan = x.copy()
     with_nan[7] = np.nan
     assert np.isnan(_row_max(with_nan))  # a NaN (sign bit clear) comes out as the max: the row is NaN anyway
+
+
+def test_reinterpret_is_a_bitcast():
+    """vm.reinterpret reads a scalar's bits as another type of its width, compiled as in Python
+    (NaN payloads and signed zeros included), and refuses a type of another width."""
+    from numba import njit
+    from numba.core.errors import TypingError
+
+    @njit
+    def round_trip(x, i):
+        for j in range(x.size):
+            i[j] = vm.reinterpret(x[j], np.int32)
+            x[j] = vm.reinterpret(np.int32(i[j] + 1), np.float32)
+
+    x = np.array([0.0, -0.0, 1.5, -np.inf, np.nan, 1e-45], np.float32)
+    x[4] = np.int32(0x7FC00123).view(np.float32)  # a NaN with a payload
+    i, y = np.empty(x.size, np.int32), x.copy()
+    round_trip(y, i)
+    assert i.tobytes() == x.tobytes() and (i + 1).tobytes() == y.tobytes()
+    assert vm.reinterpret(np.float64(-0.0), np.int64) == np.int64(-(2**63))  # the Python body
+    with pytest.raises(TypingError):
+        njit(lambda v: vm.reinterpret(v, np.int32))(np.float64(1.0))

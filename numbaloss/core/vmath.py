@@ -20,8 +20,34 @@ dtype (float32 arithmetic stays float32, so it vectorizes twice as wide).
 
 import numpy as np
 from numba import prange
+from numba.core import types
+from numba.extending import lower_builtin, type_callable
 
 from .jit import kernel, overload, scalar
+
+
+def reinterpret(x, dtype):
+    """The bits of the scalar ``x`` read as ``dtype``, a number type of the same width (``x.view(dtype)``).
+
+    Compiled, it is one LLVM ``bitcast`` typed and lowered in place: Numba's own scalar ``.view`` is
+    an overload that compiles a function per pair of types (about 0.025 s of a cold first call each)."""
+    return x.view(dtype)
+
+
+@type_callable(reinterpret)
+def _reinterpret_type(context):
+    def typer(x, dtype):
+        if isinstance(x, types.Number) and isinstance(dtype, types.NumberClass) and x.bitwidth == dtype.instance_type.bitwidth:
+            return dtype.instance_type
+        return None
+
+    return typer
+
+
+@lower_builtin(reinterpret, types.Number, types.NumberClass)
+def _reinterpret_lower(context, builder, sig, args):
+    return builder.bitcast(args[0], context.get_value_type(sig.return_type))
+
 
 _LOG2E = 1.4426950408889634
 # ln 2 split so that n * _LN2_HI is exact for |n| < 2**11 (Cody-Waite).
@@ -34,8 +60,8 @@ _LN2_LO = -2.12194440e-4
 def _pow2_f32(n):
     """``2**n`` for int32 ``n`` in [-252, 254], as the product of two normal powers (keeps subnormals)."""
     h = n >> np.int32(1)
-    a = np.int32((h + np.int32(127)) << np.int32(23)).view(np.float32)
-    b = np.int32((n - h + np.int32(127)) << np.int32(23)).view(np.float32)
+    a = reinterpret(np.int32((h + np.int32(127)) << np.int32(23)), np.float32)
+    b = reinterpret(np.int32((n - h + np.int32(127)) << np.int32(23)), np.float32)
     return a, b
 
 
@@ -92,10 +118,10 @@ def log_f32(x):
     """Natural log for float32 ``x``."""
     tiny = x < np.float32(1.1754943508222875e-38)  # subnormal (or zero/negative): rescale by 2**25
     xs = x * np.float32(33554432.0) if tiny else x
-    bits = np.float32(xs).view(np.int32)
+    bits = reinterpret(np.float32(xs), np.int32)
     shift = np.int32(25) if tiny else np.int32(0)
     e = ((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(126) - shift
-    m = np.int32((bits & np.int32(-2139095041)) | np.int32(0x3F000000)).view(np.float32)  # mantissa in [0.5, 1)
+    m = reinterpret(np.int32((bits & np.int32(-2139095041)) | np.int32(0x3F000000)), np.float32)  # mantissa in [0.5, 1)
     small = m < np.float32(0.70710678118654752440)
     one = np.int32(1) if small else np.int32(0)
     e = e - one
@@ -135,7 +161,7 @@ def exp_neg_f32(x):
     Positive ``x`` is not supported (it would overflow the exponent field).
     """
     n, p = _exp_reduce_f32(x)
-    y = np.int32(np.float32(p).view(np.int32) + (np.int32(n) << np.int32(23))).view(np.float32)
+    y = reinterpret(np.int32(reinterpret(np.float32(p), np.int32) + (np.int32(n) << np.int32(23))), np.float32)
     y = np.float32(0.0) if x < np.float32(-87.0) else y
     return x if x != x else y
 
@@ -144,8 +170,8 @@ def exp_neg_f32(x):
 @scalar
 def _pow2_f64(n):
     h = n >> np.int64(1)
-    a = np.int64((h + np.int64(1023)) << np.int64(52)).view(np.float64)
-    b = np.int64((n - h + np.int64(1023)) << np.int64(52)).view(np.float64)
+    a = reinterpret(np.int64((h + np.int64(1023)) << np.int64(52)), np.float64)
+    b = reinterpret(np.int64((n - h + np.int64(1023)) << np.int64(52)), np.float64)
     return a, b
 
 
@@ -179,10 +205,10 @@ def log_f64(x):
     """Natural log for float64 ``x`` (Cephes ``log``: rational approximation, ~1 ulp)."""
     tiny = x < 2.2250738585072014e-308
     xs = x * 18014398509481984.0 if tiny else x  # 2**54
-    bits = np.float64(xs).view(np.int64)
+    bits = reinterpret(np.float64(xs), np.int64)
     shift = np.int64(54) if tiny else np.int64(0)
     e = ((bits >> np.int64(52)) & np.int64(0x7FF)) - np.int64(1022) - shift
-    m = np.int64((bits & np.int64(-9218868437227405313)) | np.int64(0x3FE0000000000000)).view(np.float64)
+    m = reinterpret(np.int64((bits & np.int64(-9218868437227405313)) | np.int64(0x3FE0000000000000)), np.float64)
     small = m < 0.70710678118654752440
     one = np.int64(1) if small else np.int64(0)
     e = e - one
@@ -215,7 +241,7 @@ def log_f64(x):
 def exp_neg_f64(x):
     """float64 twin of :func:`exp_neg_f32`: ``e**x`` for ``x <= 0``, flushed to 0 below ``e**-708``."""
     n, p = _exp_reduce_f64(x)
-    y = np.int64(np.float64(p).view(np.int64) + (np.int64(n) << np.int64(52))).view(np.float64)
+    y = reinterpret(np.int64(reinterpret(np.float64(p), np.int64) + (np.int64(n) << np.int64(52))), np.float64)
     y = 0.0 if x < -708.0 else y
     return x if x != x else y
 
@@ -226,24 +252,24 @@ def exp_neg_f64(x):
 # 2.5x faster here than the best scalar float loop.
 @scalar
 def _key_f32(x):
-    b = np.float32(x).view(np.int32)
+    b = reinterpret(np.float32(x), np.int32)
     return np.int32(b ^ np.int32(np.int32(b >> np.int32(31)) & np.int32(0x7FFFFFFF)))
 
 
 @scalar
 def _unkey_f32(x):  # x: an order key
-    return np.int32(x ^ np.int32(np.int32(x >> np.int32(31)) & np.int32(0x7FFFFFFF))).view(np.float32)
+    return reinterpret(np.int32(x ^ np.int32(np.int32(x >> np.int32(31)) & np.int32(0x7FFFFFFF))), np.float32)
 
 
 @scalar
 def _key_f64(x):
-    b = np.float64(x).view(np.int64)
+    b = reinterpret(np.float64(x), np.int64)
     return np.int64(b ^ ((b >> np.int64(63)) & np.int64(0x7FFFFFFFFFFFFFFF)))
 
 
 @scalar
 def _unkey_f64(x):  # x: an order key
-    return np.int64(x ^ ((x >> np.int64(63)) & np.int64(0x7FFFFFFFFFFFFFFF))).view(np.float64)
+    return reinterpret(np.int64(x ^ ((x >> np.int64(63)) & np.int64(0x7FFFFFFFFFFFFFFF))), np.float64)
 
 
 def order_key(x):

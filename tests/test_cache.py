@@ -108,3 +108,19 @@ def test_helpers_compile_to_machine_code_only_inside_their_callers():
     assert caller.overloads[caller.signatures[0]].library._compiled
     name = softplus_sum.overloads[softplus_sum.signatures[0]].fndesc.llvm_func_name
     assert b"noinline" in list(helper._final_module.get_function(name).attributes)  # kept whole in its callers
+
+    # inspected (as the roofline counts a helper's vector loops), its IR is optimized on its own
+    @jit.internal
+    def exps(a, out):
+        for i in range(a.size):
+            out[i] = vmath.exp(a[i])
+
+    @jit.serial
+    def exps_caller(a, out):
+        exps(a, out)
+
+    out = np.empty_like(a)
+    exps_caller(a, out)
+    np.testing.assert_allclose(out, np.exp(a), rtol=1e-15)
+    assert "vector.body" in exps.inspect_llvm(exps.signatures[0])
+    assert "vector.body" not in str(exps.overloads[exps.signatures[0]].library._final_module)  # the kept one

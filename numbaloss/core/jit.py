@@ -177,6 +177,18 @@ class _LinkedLibrary(JITCodeLibrary):
         self._ensure_finalized()
         return 0  # no machine code of its own, so no entry point to find
 
+    def get_llvm_str(self):
+        """The IR as optimized on its own (``inspect_llvm``; the roofline counts a helper's vector
+        loops in it), as Numba shows any function's; the module kept for linking stays as it is."""
+        self._ensure_finalized()
+        kept = self._final_module
+        self._final_module = kept.clone()
+        try:
+            self._optimize_final_module()
+            return str(self._final_module)
+        finally:
+            self._final_module = kept
+
     @property
     def codegen(self):
         return _UnboundCodegen(self._codegen)

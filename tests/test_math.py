@@ -123,3 +123,5 @@ def test_reinterpret_is_a_bitcast():
     assert vm.reinterpret(np.float64(-0.0), np.int64) == np.int64(-(2**63))  # the Python body
     with pytest.raises(TypingError):
         njit(lambda v: vm.reinterpret(v, np.int32))(np.float64(1.0))
+    with pytest.raises(TypingError):  # complex: not one value to bitcast
+        njit(lambda v: vm.reinterpret(v, np.complex64))(np.int64(1))

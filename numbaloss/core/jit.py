@@ -3,7 +3,8 @@
 Every CPU kernel in numbaloss is decorated with :func:`kernel` (a parallel loop over
 fixed-size blocks and its serial twin), :func:`blocked` (one block function, run serially
 or inside a parallel loop), :func:`serial` (functions Python calls too) or :func:`internal`
-(helpers only compiled code calls); per-element math is :func:`scalar`.  Nothing is compiled at
+(helpers only compiled code calls); per-element math is :func:`scalar`, and compiled-code
+functions chosen by argument type are :func:`overload`.  Nothing is compiled at
 import: Numba compiles lazily on the first call for each dtype
 combination and ``cache=True`` keeps the machine code on disk, so only the first
 process ever pays the JIT cost.
@@ -235,7 +236,9 @@ class _InlinableCompiler(_LinkedCompiler):
     library_class = _InlinableLibrary
 
 
-_LINKING = all(hasattr(JITCodeLibrary, a) for a in ("_get_module_for_linking", "finalize", "add_ir_module"))
+# (the internal methods the classes above call; without them, Numba's default libraries)
+_LINKING = all(hasattr(JITCodeLibrary, a) for a in ("_get_module_for_linking", "_optimize_final_module",
+                                                      "_raise_if_finalized", "_ensure_finalized"))
 #: ``pipeline_class`` options of the internal helpers and of the overload implementations
 HELPER_PIPELINE = {"pipeline_class": _LinkedCompiler} if _LINKING else {}
 INLINABLE_PIPELINE = {"pipeline_class": _InlinableCompiler} if _LINKING else {}

@@ -120,7 +120,11 @@ def _library(x, y, w):
     n, C = x.shape
     cls, _, _ = target_pass(y, np.int64(0), False, C, w)
     out, grad, g, partials = np.empty(n, np.float32), np.empty((0, 0), np.float32), np.ones(1), np.empty(n // TILE)
-    return (lambda: tiles._ce_columns(n // TILE, x, cls, None, w, 0.0, g, 0, out, grad, partials, TILE, 1, work=x.size)), out, partials
+    span = reduce.BLOCK // TILE
+    checks = reduce.n_blocks(n // TILE, span)
+    wsum, bad = np.empty(checks), np.empty(checks, np.int64)
+    args = (x, cls, np.int64(-1), True, None, w, 0.0, g, 0, out, grad, partials, wsum, bad, TILE, span, 1)
+    return (lambda: tiles._ce_columns(checks, *args, work=x.size)), out, partials
 
 
 def check(n=1 << 12):

@@ -124,6 +124,35 @@ def test_default_cross_entropy_matches_the_tile_path(monkeypatch):
     monkeypatch.undo()
 
 
+def test_few_class_forward_matches_the_gradient_path(monkeypatch):
+    """A large few-class cross_entropy with a weight or smoothing whose gradient scale does not wait for
+    the mean's count (a forward, or sum/none) validates and counts its targets inside the tile kernel
+    (``_ce_columns``, blocks of four 1024-row tiles, one target-pass block each); with the mean's
+    gradient the target pass runs first.  Either way, and on the small serial path, the loss has the
+    same bits: ragged shapes, both dtypes, NaN and -inf logits, ignored targets, every reduction."""
+    import numbaloss
+    from numbaloss.core import jit
+
+    rng = np.random.default_rng(2)
+    shapes = [(5000, 10), (4096, 4), (4097, 7), (1638, 11), (9000, 2), (2000, 64)]
+    for trial, (N, C) in enumerate(shapes):
+        x = rng.standard_normal((N, C)).astype(DTYPES[trial % 2])
+        x[rng.integers(0, N), rng.integers(0, C)] = np.nan
+        x[rng.integers(0, N)] = -np.inf
+        y = rng.integers(0, C, N)
+        y[rng.random(N) < 0.2] = -100
+        for kw in ({"weight": rng.uniform(0.1, 3, C).astype(x.dtype)}, {"label_smoothing": 0.15},
+                   {"weight": rng.uniform(0.1, 3, C).astype(x.dtype), "label_smoothing": 0.05}):
+            for reduction in ("mean", "sum", "none"):
+                runs = []
+                for threshold, return_grad in ((1 << 62, False), (0, False), (0, True)):  # small, fused, target pass first
+                    monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", threshold)
+                    out = numbaloss.cross_entropy(x, y, reduction=reduction, return_grad=return_grad, **kw)
+                    runs.append(np.asarray(out[0] if return_grad else out).tobytes())
+                assert runs[0] == runs[1] == runs[2], (trial, N, C, x.dtype, reduction, list(kw))
+    monkeypatch.undo()
+
+
 def _serial_and_parallel(monkeypatch, fn, x, t, kwargs):
     """The bytes of ``fn``'s loss and gradients, mean and none, from its serial kernels and from its
     parallel ones (chosen through the work threshold)."""

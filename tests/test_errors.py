@@ -56,20 +56,24 @@ def test_target_out_of_bounds_reports_first_position_in_kdim():
 
 @pytest.mark.parametrize("tdtype", [np.int64, np.int32, np.uint8])
 def test_target_out_of_bounds_in_a_large_call_names_the_first(tdtype):
-    """A large few-class call with the default options checks its targets tile by tile, in parallel
-    (``_ce_plain``): the message names the first bad position over all tiles, whichever tile ends first."""
+    """A large few-class call checks its targets tile by tile, in parallel (the default options:
+    ``_ce_plain``; with a weight or smoothing and no gradient that waits for the mean's count:
+    ``_ce_columns``): the message names the first bad position over all tiles, whichever tile ends first."""
     x = rng.standard_normal((5000, 10)).astype(np.float32)  # 50,000 elements: the parallel kernel, tiles of 1024 rows
     t = rng.integers(0, 10, 5000).astype(tdtype)
     t[4900] = 10
     t[1500] = 12
     t[1501] = 250
-    for reduction in ("mean", "sum", "none"):
-        for return_grad in (False, True):
-            with pytest.raises(IndexError, match=re.escape("Target 12 is out of bounds. (at target index (1500,);")):
-                numbaloss.cross_entropy(x, t, reduction=reduction, return_grad=return_grad)
+    options = ({}, {"weight": rng.random(10).astype(np.float32)}, {"label_smoothing": 0.2})
+    for kw in options:
+        for reduction in ("mean", "sum", "none"):
+            for return_grad in (False, True):
+                with pytest.raises(IndexError, match=re.escape("Target 12 is out of bounds. (at target index (1500,);")):
+                    numbaloss.cross_entropy(x, t, reduction=reduction, return_grad=return_grad, **kw)
     t[1500] = t[1501] = 0
-    with pytest.raises(IndexError, match=re.escape("Target 10 is out of bounds. (at target index (4900,);")):
-        numbaloss.cross_entropy(x, t)
+    for kw in options:
+        with pytest.raises(IndexError, match=re.escape("Target 10 is out of bounds. (at target index (4900,);")):
+            numbaloss.cross_entropy(x, t, **kw)
 
 
 def test_huge_unsigned_target():

@@ -71,17 +71,21 @@ def _pow2_f32(n):
 
 @scalar
 def _exp_reduce_f32(x):
-    """``(n, p)`` with ``e**x = p * 2**n``: Cody-Waite reduction, then Cephes' degree-6 polynomial."""
+    """``(n, p)`` with ``e**x = p * 2**n``: Cody-Waite reduction, then Cephes' polynomial
+    ``1 + r + r**2 P(r)``, ``P`` of degree 5 evaluated in Estrin's scheme: its three pairs are
+    independent, so the chain of dependent roundings is 3 operations long instead of Horner's 5.
+    The vectorized loop is bound by that chain's latency (the scheduler cannot keep enough
+    iterations in flight): 12-17% faster, at the same accuracy (at most 1 ulp, and correctly
+    rounded for about 99.2% of float32 inputs either way)."""
     n = np.floor(x * np.float32(_LOG2E) + np.float32(0.5))
     r = x - n * np.float32(_LN2_HI)
     r = r - n * np.float32(_LN2_LO)
-    p = np.float32(1.9875691500e-4)
-    p = p * r + np.float32(1.3981999507e-3)
-    p = p * r + np.float32(8.3334519073e-3)
-    p = p * r + np.float32(4.1665795894e-2)
-    p = p * r + np.float32(1.6666665459e-1)
-    p = p * r + np.float32(5.0000001201e-1)
-    p = p * (r * r) + r + np.float32(1.0)
+    r2 = r * r
+    a = np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)
+    b = np.float32(8.3334519073e-3) * r + np.float32(4.1665795894e-2)
+    c = np.float32(1.6666665459e-1) * r + np.float32(5.0000001201e-1)
+    p = (a * r2 + b) * r2 + c
+    p = p * r2 + r + np.float32(1.0)
     return n, p
 
 
@@ -241,6 +245,42 @@ def log_f64(x):
     return x if x != x else r
 
 
+#: ``Q`` in ``log(1 + f) = f - f**2 / 2 + f**3 Q(f)`` on ``f`` in [sqrt(1/2) - 1, sqrt(2) - 1], degree 10:
+#: a weighted least-squares fit (iteratively reweighted towards minimax) to the relative error of
+#: ``log(1 + f)``, at most 2**-35.6 (float32's half ulp is 2**-25)
+_LOG_Q = (0.3333333389243048, -0.24999997076185773, 0.19999911248483412, -0.1666685508081112,
+          0.14290174650093088, -0.12498287076527448, 0.1101478855394724, -0.09924538427617975,
+          0.09988490221916924, -0.09863077683641182, 0.053867635203396394)
+_Q0, _Q1, _Q2, _Q3, _Q4, _Q5, _Q6, _Q7, _Q8, _Q9, _Q10 = _LOG_Q
+
+
+@scalar
+def log_f64_for_f32(x):
+    """Natural log of a float64 ``x`` whose result is rounded to float32 (cross-entropy's float64
+    softmax sum, for a float32 loss): :func:`log_f64`'s exact range reduction and special values,
+    then a polynomial sized to float32's needs (:data:`_LOG_Q`, Estrin's scheme) instead of a
+    rational function with a division.  Relative error below 2**-35, so the float32 result is
+    :func:`log_f64`'s but within a thousandth of an ulp of a rounding tie; 40% less time
+    (the vectorized loop: 21 against 34 cycles per four values on AMD Zen 3)."""
+    tiny = x < 2.2250738585072014e-308
+    xs = x * 18014398509481984.0 if tiny else x  # 2**54
+    bits = reinterpret(np.float64(xs), np.int64)
+    shift = np.int64(54) if tiny else np.int64(0)
+    e = ((bits >> np.int64(52)) & np.int64(0x7FF)) - np.int64(1022) - shift
+    m = reinterpret(np.int64((bits & np.int64(-9218868437227405313)) | np.int64(0x3FE0000000000000)), np.float64)
+    small = m < 0.70710678118654752440
+    e = e - (np.int64(1) if small else np.int64(0))
+    f = (m + m if small else m) - 1.0
+    z = f * f
+    z2 = z * z
+    q = (_Q0 + _Q1 * f) + z * (_Q2 + _Q3 * f) + z2 * ((_Q4 + _Q5 * f) + z * (_Q6 + _Q7 * f)) + z2 * z2 * ((_Q8 + _Q9 * f) + z * _Q10)
+    r = f * z * q - 0.5 * z + f + np.float64(e) * 0.6931471805599453
+    r = -np.inf if x == 0.0 else r
+    r = np.nan if x < 0.0 else r
+    r = x if x == np.inf else r
+    return x if x != x else r
+
+
 @scalar
 def exp_neg_f64(x):
     """float64 twin of :func:`exp_neg_f32`: ``e**x`` for ``x <= 0``, flushed to 0 below ``e**-708``."""
@@ -363,6 +403,21 @@ def _log1p_overload(x):
 overload(log1p_unit)(by_type({"float32": log1p_unit_f32, "float64": log1p}))
 
 
+def log_to(x, like):
+    """Natural log of a float64 ``x`` for a result in ``like``'s float type (a scalar or an array):
+    :func:`log_f64_for_f32` for float32, :func:`log_f64` for float64."""
+    return np.log(x)
+
+
+@overload(log_to)
+def _log_to_overload(x, like):
+    from numba.core import types
+
+    dtype = like.dtype if isinstance(like, types.Array) else like
+    f = log_f64_for_f32 if dtype == types.float32 else log_f64
+    return lambda x, like: f(x)
+
+
 def like(value, x):
     """``value`` as a constant of the float type of ``x`` (a scalar or an array).
 
@@ -383,7 +438,7 @@ def _like_overload(value, x):
 
 
 # ------------------------------------------------------- accuracy measurement
-_NAMES = ("exp", "log", "log1p", "exp_neg", "log1p_unit")
+_NAMES = ("exp", "log", "log1p", "exp_neg", "log1p_unit", "log_to_f32")
 
 
 @kernel
@@ -397,12 +452,15 @@ def _evaluate(which, a, out):
             out[i] = log1p(a[i])
         elif which == 3:
             out[i] = exp_neg(a[i])
-        else:
+        elif which == 4:
             out[i] = log1p_unit(a[i])
+        else:
+            out[i] = log_to(a[i], np.float32(0.0))
 
 
 def evaluate(name, x):
-    """``name`` ("exp", "log", "log1p", "exp_neg" or "log1p_unit") applied to ``x`` by compiled code, as the kernels see it."""
+    """``name`` ("exp", "log", "log1p", "exp_neg", "log1p_unit" or "log_to_f32": :func:`log_to` of float64 values for
+    a float32 result) applied to ``x`` by compiled code, as the kernels see it."""
     out = np.empty_like(x)
     _evaluate(_NAMES.index(name), x, out, work=x.size)
     return out

@@ -26,7 +26,7 @@ from numbaloss.losses.classification.targets import target_pass
 
 TILE = 1024  # tiles._tile_size(10)
 PART = 64
-STAGES = ["read x", "+ transpose", "+ max", "+ target gathers", "+ exp and float64 sum", "+ loss (float64 log)",
+STAGES = ["read x", "+ transpose", "+ max", "+ target gathers", "+ exp and float64 sum", "+ loss (log of the float64 sum)",
           "+ pairwise sum"]
 
 
@@ -88,7 +88,7 @@ def make(stage):
                 if stage == 4:
                     continue
                 for t in range(PART):
-                    lt, q = class_row_loss(vm.log(s[t]), gap[t], 0.0, wy[t], 0.0, 0.0, w_total)
+                    lt, q = class_row_loss(vm.log_to(s[t], x), gap[t], 0.0, wy[t], 0.0, 0.0, w_total)
                     loss[u0 + t] = lt if yy[u0 + t] >= 0 else 0.0
             if stage == 5:
                 part[b] = s[0] + s[3]

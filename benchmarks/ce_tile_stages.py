@@ -88,7 +88,7 @@ def make(stage):
                 if stage == 4:
                     continue
                 for t in range(PART):
-                    lt, q = class_row_loss(vm.log_to(s[t], x), gap[t], 0.0, wy[t], 0.0, 0.0, w_total)
+                    lt, q = class_row_loss(vm.log_ge1(s[t], x), gap[t], 0.0, wy[t], 0.0, 0.0, w_total)
                     loss[u0 + t] = lt if yy[u0 + t] >= 0 else 0.0
             if stage == 5:
                 part[b] = s[0] + s[3]

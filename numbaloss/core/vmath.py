@@ -255,18 +255,16 @@ _Q0, _Q1, _Q2, _Q3, _Q4, _Q5, _Q6, _Q7, _Q8, _Q9, _Q10 = _LOG_Q
 
 
 @scalar
-def log_f64_for_f32(x):
-    """Natural log of a float64 ``x`` whose result is rounded to float32 (cross-entropy's float64
-    softmax sum, for a float32 loss): :func:`log_f64`'s exact range reduction and special values,
-    then a polynomial sized to float32's needs (:data:`_LOG_Q`, Estrin's scheme) instead of a
-    rational function with a division.  Relative error below 2**-35, so the float32 result is
-    :func:`log_f64`'s but within a thousandth of an ulp of a rounding tie; 40% less time
-    (the vectorized loop: 21 against 34 cycles per four values on AMD Zen 3)."""
-    tiny = x < 2.2250738585072014e-308
-    xs = x * 18014398509481984.0 if tiny else x  # 2**54
-    bits = reinterpret(np.float64(xs), np.int64)
-    shift = np.int64(54) if tiny else np.int64(0)
-    e = ((bits >> np.int64(52)) & np.int64(0x7FF)) - np.int64(1022) - shift
+def log_ge1_f32(x):
+    """Natural log of a float64 ``x >= 1`` (NaN and +inf propagate) whose result is rounded to float32:
+    cross-entropy's float64 softmax sum, for a float32 loss.  :func:`log_f64`'s exact range reduction,
+    then a polynomial sized to float32's needs (:data:`_LOG_Q`, Estrin's scheme) instead of a rational
+    function with a division, and none of the handling of zero, negative and subnormal arguments that
+    a softmax sum never is (any positive normal ``x`` gets the right result).  Relative error below
+    2**-35, so the float32 result is :func:`log_f64`'s but within a thousandth of an ulp of a rounding
+    tie; half the time (the vectorized loop: 17 against 34 cycles per four values on AMD Zen 3)."""
+    bits = reinterpret(np.float64(x), np.int64)
+    e = ((bits >> np.int64(52)) & np.int64(0x7FF)) - np.int64(1022)
     m = reinterpret(np.int64((bits & np.int64(-9218868437227405313)) | np.int64(0x3FE0000000000000)), np.float64)
     small = m < 0.70710678118654752440
     e = e - (np.int64(1) if small else np.int64(0))
@@ -275,8 +273,6 @@ def log_f64_for_f32(x):
     z2 = z * z
     q = (_Q0 + _Q1 * f) + z * (_Q2 + _Q3 * f) + z2 * ((_Q4 + _Q5 * f) + z * (_Q6 + _Q7 * f)) + z2 * z2 * ((_Q8 + _Q9 * f) + z * _Q10)
     r = f * z * q - 0.5 * z + f + np.float64(e) * 0.6931471805599453
-    r = -np.inf if x == 0.0 else r
-    r = np.nan if x < 0.0 else r
     r = x if x == np.inf else r
     return x if x != x else r
 
@@ -403,18 +399,18 @@ def _log1p_overload(x):
 overload(log1p_unit)(by_type({"float32": log1p_unit_f32, "float64": log1p}))
 
 
-def log_to(x, like):
-    """Natural log of a float64 ``x`` for a result in ``like``'s float type (a scalar or an array):
-    :func:`log_f64_for_f32` for float32, :func:`log_f64` for float64."""
+def log_ge1(x, like):
+    """Natural log of a float64 ``x >= 1`` (a softmax sum; NaN and +inf propagate) for a result in
+    ``like``'s float type (a scalar or an array): :func:`log_ge1_f32` for float32, :func:`log_f64` for float64."""
     return np.log(x)
 
 
-@overload(log_to)
-def _log_to_overload(x, like):
+@overload(log_ge1)
+def _log_ge1_overload(x, like):
     from numba.core import types
 
     dtype = like.dtype if isinstance(like, types.Array) else like
-    f = log_f64_for_f32 if dtype == types.float32 else log_f64
+    f = log_ge1_f32 if dtype == types.float32 else log_f64
     return lambda x, like: f(x)
 
 
@@ -438,7 +434,7 @@ def _like_overload(value, x):
 
 
 # ------------------------------------------------------- accuracy measurement
-_NAMES = ("exp", "log", "log1p", "exp_neg", "log1p_unit", "log_to_f32")
+_NAMES = ("exp", "log", "log1p", "exp_neg", "log1p_unit", "log_ge1_f32")
 
 
 @kernel
@@ -455,12 +451,12 @@ def _evaluate(which, a, out):
         elif which == 4:
             out[i] = log1p_unit(a[i])
         else:
-            out[i] = log_to(a[i], np.float32(0.0))
+            out[i] = log_ge1(a[i], np.float32(0.0))
 
 
 def evaluate(name, x):
-    """``name`` ("exp", "log", "log1p", "exp_neg", "log1p_unit" or "log_to_f32": :func:`log_to` of float64 values for
-    a float32 result) applied to ``x`` by compiled code, as the kernels see it."""
+    """``name`` ("exp", "log", "log1p", "exp_neg", "log1p_unit" or "log_ge1_f32": :func:`log_ge1` of float64 values
+    for a float32 result) applied to ``x`` by compiled code, as the kernels see it."""
     out = np.empty_like(x)
     _evaluate(_NAMES.index(name), x, out, work=x.size)
     return out

@@ -191,11 +191,11 @@ def _ce_tile(xt, T, y, w, eps, w_total, g, want_grad, fs, vs, acc):
     _tile_exp_sum(xt, T, m, s)
     if not want_grad and eps == 0.0:  # the forward without smoothing: a shorter loop, the same values
         for t in range(T):
-            lt, _ = class_row_loss(vm.log_to(s[t], xt), m[t] - xy[t], 0.0, wy[t], 0.0, 0.0, w_total)
+            lt, _ = class_row_loss(vm.log_ge1(s[t], xt), m[t] - xy[t], 0.0, wy[t], 0.0, 0.0, w_total)
             loss[t] = lt if y[t] >= 0 else 0.0
         return acc
     for t in range(T):
-        lt, q_sum[t] = class_row_loss(vm.log_to(s[t], xt), m[t] - xy[t], d[t], wy[t], eps, b, w_total)
+        lt, q_sum[t] = class_row_loss(vm.log_ge1(s[t], xt), m[t] - xy[t], d[t], wy[t], eps, b, w_total)
         loss[t] = lt if y[t] >= 0 else 0.0
     if not want_grad:
         return acc
@@ -245,7 +245,7 @@ def _ce_prob_tile(xt, tt, T, w, eps, g, want_grad, fs, vs):
             d[t] += q * (m[t] - xc[t])
     _tile_exp_sum(xt, T, m, s)
     for t in range(T):
-        loss[t] = q_sum[t] * vm.log_to(s[t], xt) + d[t]
+        loss[t] = q_sum[t] * vm.log_ge1(s[t], xt) + d[t]
     if not want_grad:
         return
     for c in range(C):
@@ -474,7 +474,7 @@ def _ce_plain(b, span, mode, x, target, ignore, has_ignore, gs, gstride, out, gr
             for t in range(T):
                 s[t] += ec[t]
         for t in range(T):
-            lt, q[t] = class_row_loss(vm.log_to(s[t], x), gap[t], 0.0, 1.0, 0.0, 0.0, w_total)
+            lt, q[t] = class_row_loss(vm.log_ge1(s[t], x), gap[t], 0.0, 1.0, 0.0, 0.0, w_total)
             loss[t] = lt if cls[t] >= 0 else 0.0
         if want_out:
             o = out[r0:r0 + T]

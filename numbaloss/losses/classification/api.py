@@ -120,25 +120,6 @@ def _tiling(N, C, S):
     return tile, max(1, reduce.BLOCK // tile), (N if S > 1 else 1) * max(1, -(-per // tile))
 
 
-def _fused_cross_entropy(x, t, w, eps, ignore_index, reduction, return_grad, grad_output, loss_shape, input_shape):
-    """A large 2-d few-class input with class targets whose gradient scale does not need the
-    ``mean``'s denominator: :func:`.tiles._ce_columns` validates and counts the targets as it goes."""
-    N, C = x.shape
-    flat, ignore, has_ignore = _flat_targets(t, ignore_index)
-    gscale, gstride = reduce.grad_scale(reduction, grad_output, 1.0, loss_shape, return_grad)  # sum/none: no denominator
-    tile, span, n_tiles = _tiling(N, C, 1)
-    out, grad, partials = _outputs(x, N, reduction, return_grad, n_tiles)
-    checks = reduce.n_blocks(n_tiles, span)
-    wsum, bad = np.empty(checks), np.empty(checks, np.int64)
-    _ce_columns(checks, x, flat, ignore, has_ignore, None, or_empty(w, x.dtype), eps, gscale, gstride, out, grad,
-                partials, wsum, bad, tile, span, 1, work=x.size)
-    pos = reduce.first_flag(bad)
-    if pos >= 0:
-        _raise_out_of_bounds(t, pos, C, ignore_index)
-    loss = reduce.finish(reduction, out, reduce.total(partials), reduce.total(wsum), x.dtype, loss_shape)
-    return loss, ((grad.reshape(input_shape),) if return_grad else ())
-
-
 def _cross_entropy_cpu(spec, input, target, *, weight, ignore_index, reduction, label_smoothing, return_grad, grad_output):
     """The host path of :func:`cross_entropy` (see :class:`numbaloss.core.registry.Loss`)."""
     x, t, w, N, C, S, loss_shape, probs, dtype = _prepare(input, target, weight, reduction, "cross_entropy")
@@ -154,18 +135,23 @@ def _cross_entropy_cpu(spec, input, target, *, weight, ignore_index, reduction, 
         )
     if not probs and S == 1 and C <= SMALL_C and w is None and eps == 0.0:
         return _plain_cross_entropy(x, t, ignore_index, reduction, return_grad, grad_output, loss_shape, np.shape(input))
+    fused = False
     if probs:
         if ignore_index >= 0:
             raise ValueError("ignore_index is not supported for floating point target")
         tgt = np.ascontiguousarray(t, dtype=dtype).reshape(x.shape)
         cls = empty(np.dtype(np.int64), 1)
+        targets = (cls, np.int64(-1), True)  # never read
         denominator = M
     elif S == 1 and C <= SMALL_C and not (reduction == "mean" and return_grad):
         # the tile kernel validates and counts the targets itself (its blocks are the target pass's):
         # one pass over them, since no gradient scale waits for the count
-        return _fused_cross_entropy(x, t, w, eps, ignore_index, reduction, return_grad, grad_output, loss_shape, np.shape(input))
+        fused = True
+        targets = _flat_targets(t, ignore_index)
+        denominator = 1.0  # read by no gradient scale; a mean's comes from the kernel
     else:
         cls, denominator = _class_targets(t, ignore_index, C, w, dtype)
+        targets = (cls, np.int64(-1), True)  # validated: ignored ones -1
         tgt = empty(dtype, x.ndim)
     gscale, gstride = reduce.grad_scale(reduction, grad_output, denominator, loss_shape, return_grad)
     if S > 1 or C <= SMALL_C:
@@ -173,9 +159,13 @@ def _cross_entropy_cpu(spec, input, target, *, weight, ignore_index, reduction, 
         out, grad, partials = _outputs(x, M, reduction, return_grad, n_tiles)
         checks = reduce.n_blocks(n_tiles, span)
         wsum, bad = np.empty(checks), np.empty(checks, np.int64)
-        # the validated targets (ignored ones -1; with probabilities an empty array, never read)
-        _ce_columns(checks, x, cls, np.int64(-1), True, tgt if probs else None, or_empty(w, dtype), eps, gscale, gstride, out, grad,
+        _ce_columns(checks, x, *targets, tgt if probs else None, or_empty(w, dtype), eps, gscale, gstride, out, grad,
                     partials, wsum, bad, tile, span, S, work=x.size)
+        if fused:
+            pos = reduce.first_flag(bad)
+            if pos >= 0:
+                _raise_out_of_bounds(t, pos, C, ignore_index)
+            denominator = reduce.total(wsum)
         total = reduce.total(partials)
     else:
         rows = reduce.rows_per_block(C)

@@ -5,7 +5,7 @@ import zlib
 import numba
 import numpy as np
 
-CLASS_SHAPES = [(41, 1271), (5, 3), (1, 1), (0, 4), (7,), (4, 5, 3, 2), (3, 6, 0)]
+CLASS_SHAPES = [(41, 1271), (5, 3), (37, 13), (1, 1), (0, 4), (7,), (4, 5, 3, 2), (3, 6, 0)]
 BINARY_SHAPES = [(41, 1271), (5,), (1,), (0,), (3, 4, 5)]
 REDUCTIONS = ["mean", "sum", "none"]
 DTYPES = [np.float32, np.float64]

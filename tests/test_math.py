@@ -143,3 +143,44 @@ def test_reinterpret_is_a_bitcast():
         njit(lambda v: vm.reinterpret(v, np.int32))(np.float64(1.0))
     with pytest.raises(TypingError):  # complex: not one value to bitcast
         njit(lambda v: vm.reinterpret(v, np.complex64))(np.int64(1))
+
+
+def test_transpose8_moves_every_value_and_only_the_rows_asked_for():
+    """simd.transpose8, compiled (vector shuffles) and as Python, against NumPy: several ``first``,
+    strides that are and are not multiples of 8, offsets inside the arrays; the bits travel
+    unchanged (NaN payloads, -0.0), skipped output rows and the values between rows stay as they were."""
+    from numba import njit
+    from numba.core.errors import TypingError
+    from numbaloss.core import simd
+
+    @njit
+    def run(src, s, ss, dst, d, ds, first):  # `first` as the literal each call site passes
+        if first == 0:
+            simd.transpose8(src, s, ss, dst, d, ds, 0)
+        elif first == 3:
+            simd.transpose8(src, s, ss, dst, d, ds, 3)
+        elif first == 6:
+            simd.transpose8(src, s, ss, dst, d, ds, 6)
+        else:
+            simd.transpose8(src, s, ss, dst, d, ds, 7)
+
+    rng = np.random.default_rng(0)
+    for ss, ds, s, d in ((8, 8, 0, 0), (10, 1040, 3, 17), (13, 9, 5, 1), (64, 24, 0, 2)):
+        src = rng.standard_normal(s + 7 * ss + 8 + 5).astype(np.float32)
+        src[s + ss + 2] = np.int32(0x7FC00123).view(np.float32)
+        src[s + 2 * ss + 7] = -0.0
+        block = np.lib.stride_tricks.as_strided(src[s:], (8, 8), (4 * ss, 4))
+        for first in (0, 3, 6, 7):
+            dst = np.full(d + 7 * ds + 8 + 3, 7.0, np.float32)
+            want = dst.copy()
+            np.lib.stride_tricks.as_strided(want[d:], (8, 8), (4 * ds, 4))[first:] = block.T[first:]
+            got = dst.copy()
+            run(src, s, ss, got.reshape(1, -1) if first == 3 else got, d, ds, first)  # any C-contiguous shape, indexed flat
+            assert got.tobytes() == want.tobytes()
+            py = dst.copy()
+            simd.transpose8(src, s, ss, py, d, ds, first)  # the Python body
+            assert py.tobytes() == want.tobytes()
+    with pytest.raises(TypingError):  # `first` must be a compile-time constant
+        njit(lambda a, b, f: simd.transpose8(a, 0, 8, b, 0, 8, f))(src, dst, 0)
+    with pytest.raises(TypingError):  # float32 only
+        njit(lambda a, b: simd.transpose8(a, 0, 8, b, 0, 8, 0))(src.astype(np.float64), dst.astype(np.float64))

@@ -134,6 +134,26 @@ def _untile_overload(gt, T, grad, n, s0):
 
         return copy
 
+    if grad.dtype == types.float32:
+
+        def transpose_float32(gt, T, grad, n, s0):
+            # At least 8 classes: 8x8 blocks through simd.transpose8 (as _tile); the last C % 8 classes
+            # come from the block of the last 8, which writes some values a second time (the same ones)
+            C = gt.shape[0]
+            P = gt.shape[1]
+            T8 = T - T % 8 if C >= 8 else 0
+            for i0 in range(0, T8, 8):
+                d = (s0 + i0) * C
+                for c0 in range(0, C - 7, 8):
+                    simd.transpose8(gt, c0 * P + i0, P, grad, d + c0, C, 0)
+                if C % 8:
+                    simd.transpose8(gt, (C - 8) * P + i0, P, grad, d + C - 8, C, 0)
+            for c in range(C):
+                for i in range(T8, T):
+                    grad[s0 + i, c] = gt[c, i]
+
+        return transpose_float32
+
     def transpose(gt, T, grad, n, s0):
         C = gt.shape[0]
         flat = grad[s0 : s0 + T].reshape(-1)

@@ -146,15 +146,16 @@ def test_reinterpret_is_a_bitcast():
 
 
 def test_transpose8_moves_every_value_and_only_the_rows_asked_for():
-    """simd.transpose8, compiled (vector shuffles) and as Python, against NumPy: several ``first``,
-    strides that are and are not multiples of 8, offsets inside the arrays; the bits travel
-    unchanged (NaN payloads, -0.0), skipped output rows and the values between rows stay as they were."""
+    """simd.transpose8, compiled (vector shuffles; ``first`` a constant or known at run time only) and as
+    Python, against NumPy: every ``first``, strides that are and are not multiples of 8, offsets inside
+    the arrays, 1-d and 2-d arrays; the bits travel unchanged (NaN payloads, -0.0), skipped output rows
+    and the values between rows stay as they were, and an out-of-range ``first`` writes nothing."""
     from numba import njit
     from numba.core.errors import TypingError
     from numbaloss.core import simd
 
     @njit
-    def run(src, s, ss, dst, d, ds, first):  # `first` as the literal each call site passes
+    def constant(src, s, ss, dst, d, ds, first):  # `first` as the literal each call site passes
         if first == 0:
             simd.transpose8(src, s, ss, dst, d, ds, 0)
         elif first == 3:
@@ -164,23 +165,31 @@ def test_transpose8_moves_every_value_and_only_the_rows_asked_for():
         else:
             simd.transpose8(src, s, ss, dst, d, ds, 7)
 
+    @njit
+    def run_time(src, s, ss, dst, d, ds, first):
+        simd.transpose8(src, s, ss, dst, d, ds, first)
+
     rng = np.random.default_rng(0)
     for ss, ds, s, d in ((8, 8, 0, 0), (10, 1040, 3, 17), (13, 9, 5, 1), (64, 24, 0, 2)):
         src = rng.standard_normal(s + 7 * ss + 8 + 5).astype(np.float32)
         src[s + ss + 2] = np.int32(0x7FC00123).view(np.float32)
         src[s + 2 * ss + 7] = -0.0
         block = np.lib.stride_tricks.as_strided(src[s:], (8, 8), (4 * ss, 4))
-        for first in (0, 3, 6, 7):
+        for first in range(-1, 9):
             dst = np.full(d + 7 * ds + 8 + 3, 7.0, np.float32)
             want = dst.copy()
-            np.lib.stride_tricks.as_strided(want[d:], (8, 8), (4 * ds, 4))[first:] = block.T[first:]
-            got = dst.copy()
-            run(src, s, ss, got.reshape(1, -1) if first == 3 else got, d, ds, first)  # any C-contiguous shape, indexed flat
-            assert got.tobytes() == want.tobytes()
-            py = dst.copy()
-            simd.transpose8(src, s, ss, py, d, ds, first)  # the Python body
-            assert py.tobytes() == want.tobytes()
-    with pytest.raises(TypingError):  # `first` must be a compile-time constant
-        njit(lambda a, b, f: simd.transpose8(a, 0, 8, b, 0, 8, f))(src, dst, 0)
+            if 0 <= first < 8:
+                np.lib.stride_tricks.as_strided(want[d:], (8, 8), (4 * ds, 4))[first:] = block.T[first:]
+            runs = [dst.copy() for _ in range(3)]
+            run_time(src, s, ss, runs[0].reshape(1, -1) if first % 2 else runs[0], d, ds, first)  # any C-contiguous shape
+            simd.transpose8(src, s, ss, runs[1], d, ds, first)  # the Python body
+            if first in (0, 3, 6, 7):
+                constant(src, s, ss, runs[2], d, ds, first)
+            else:
+                runs[2] = want
+            assert all(r.tobytes() == want.tobytes() for r in runs), first
+    untouched = dst.copy()
+    njit(lambda a, b: simd.transpose8(a, 0, 8, b, 0, 8, 8))(src, untouched)  # a constant out of range, too
+    assert untouched.tobytes() == dst.tobytes()
     with pytest.raises(TypingError):  # float32 only
         njit(lambda a, b: simd.transpose8(a, 0, 8, b, 0, 8, 0))(src.astype(np.float64), dst.astype(np.float64))

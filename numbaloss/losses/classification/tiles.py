@@ -63,20 +63,8 @@ def _tile_overload(a, n, s0, s1, t):
                     s = (s0 + i0) * C
                     for c0 in range(0, c8 + 1, 8):
                         simd.transpose8(src, s + c0, C, dst, c0 * P + i0, P, 0)
-                    if r == 1:  # `first` is a compile-time constant: one branch per remainder
-                        simd.transpose8(src, s + c8, C, dst, c8 * P + i0, P, 7)
-                    elif r == 2:
-                        simd.transpose8(src, s + c8, C, dst, c8 * P + i0, P, 6)
-                    elif r == 3:
-                        simd.transpose8(src, s + c8, C, dst, c8 * P + i0, P, 5)
-                    elif r == 4:
-                        simd.transpose8(src, s + c8, C, dst, c8 * P + i0, P, 4)
-                    elif r == 5:
-                        simd.transpose8(src, s + c8, C, dst, c8 * P + i0, P, 3)
-                    elif r == 6:
-                        simd.transpose8(src, s + c8, C, dst, c8 * P + i0, P, 2)
-                    elif r == 7:
-                        simd.transpose8(src, s + c8, C, dst, c8 * P + i0, P, 1)
+                    if r:  # (a switch over the eight networks: each skips the shuffles of its skipped rows)
+                        simd.transpose8(src, s + c8, C, dst, c8 * P + i0, P, 8 - r)
                 for i in range(T8, T):
                     for c in range(C):
                         t[c, i] = a[s0 + i, c]

@@ -236,6 +236,14 @@ def _workloads(quick):
     ]
 
 
+def workloads(quick=False):
+    """``(label, loss name, maker, fused-with-gradient)`` of every workload of the table, in its order:
+    ``maker(rng)`` returns ``(input, target, kwargs)`` and the call is
+    ``getattr(numbaloss, name)(input, target, return_grad=fused, **kwargs)``.  The asv suite times the
+    same list (``asv_benchmarks/benchmarks/losses.py``, ``BenchWorkloads``)."""
+    return [w[:4] for w in _workloads(quick)]
+
+
 def _bytes(name, x, y, kw, fused):
     """Bytes a call must touch: data arrays read (nll_loss reads one logit per row), gradients written."""
     spec = numbaloss.REGISTRY[name]

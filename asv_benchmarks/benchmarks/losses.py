@@ -10,7 +10,7 @@ Run offline in the current environment (nothing is built):
 import numpy as np
 
 import numbaloss
-from numbaloss.bench import sample_inputs
+from numbaloss.bench import sample_inputs, workloads
 
 SIZES = {"small": 64, "medium": 1 << 16, "large": 1 << 22}  # elements of the input
 CLASSES = {"small": 10, "medium": 1000, "large": 32000}
@@ -37,6 +37,26 @@ class Losses:
 
     def time_loss(self, loss, mode, dtype, size):
         self.fn(*self.arrays, return_grad=self.grad)
+
+
+class BenchWorkloads:
+    """The workloads of ``python -m numbaloss.bench`` (the README's roofline table), numbaloss's side:
+    the same labels, inputs and calls, so the figures the table states for one day are followed over
+    time (cross_entropy 1048576x10 with weight, the 2^24 elementwise rows, the row losses, ctc_loss)."""
+
+    params = [[label for label, *_ in workloads()]]
+    param_names = ["workload"]
+    timeout = 600  # the 8192x32000 rows: a 1 GiB input, made in setup
+
+    def setup(self, label):
+        _, name, make, fused = next(w for w in workloads() if w[0] == label)
+        x, y, kw = make(np.random.default_rng(0))
+        fn = getattr(numbaloss, name)
+        self.call = lambda: fn(x, y, return_grad=fused, **kw)
+        self.call()  # warm the JIT / cache
+
+    def time_workload(self, label):
+        self.call()
 
 
 class CrossEntropyOptions:

@@ -47,41 +47,37 @@ def _tile_overload(a, n, s0, s1, t):
     if a.dtype == types.float32:
 
         def transpose_float32(a, n, s0, s1, t):
-            # At least 8 classes: 8x8 blocks of (samples, classes) through the vector shuffles of
-            # simd.transpose8, 0.4 cycles per value against the pairs' 0.8 below (10 classes, the tile
-            # in cache, AMD Zen 3).  The last C % 8 classes: the block of the last 8 classes, its first
-            # rows (written already) skipped.
             C = a.shape[1]
             T = s1 - s0
             T8 = T - T % 8
             if C >= 8:
-                src, dst = a, t  # indexed flat, as C-contiguous arrays
+                # 8x8 blocks of (samples, classes) through the vector shuffles of simd.transpose8 (both
+                # arrays indexed flat), 0.4 cycles per value against the pairs' 0.8 below (10 classes, the
+                # tile in cache, AMD Zen 3).  The last C % 8 classes: the block of the last 8 classes, its
+                # first rows (written already) skipped (a switch over the eight networks, each without
+                # the shuffles of its skipped rows).
                 P = t.shape[1]
-                r = C % 8
                 c8 = C - 8
                 for i0 in range(0, T8, 8):
                     s = (s0 + i0) * C
                     for c0 in range(0, c8 + 1, 8):
-                        simd.transpose8(src, s + c0, C, dst, c0 * P + i0, P, 0)
-                    if r:  # (a switch over the eight networks: each skips the shuffles of its skipped rows)
-                        simd.transpose8(src, s + c8, C, dst, c8 * P + i0, P, 8 - r)
-                for i in range(T8, T):
+                        simd.transpose8(a, s + c0, C, t, c0 * P + i0, P, 0)
+                    if C % 8:
+                        simd.transpose8(a, s + c8, C, t, c8 * P + i0, P, 8 - C % 8)
+            else:
+                # Fewer classes: the values travel as bits, a class's values of two samples per 8-byte
+                # store (little-endian: the first sample's in the low half): LLVM gives each gathered float
+                # a store of its own, and the stores bound the loop (0.8 against 1.0 cycles per value on
+                # AMD Zen 3, 10 classes, the tile in cache).  ``t``'s rows have an even length.
+                bits = a[s0:s1].ravel().view(np.uint32)
+                pairs = t.view(np.uint64)
+                for i0 in range(0, T8, 8):
+                    block = bits[i0 * C : (i0 + 8) * C]
                     for c in range(C):
-                        t[c, i] = a[s0 + i, c]
-                return
-            # Fewer classes: the values travel as bits, a class's values of two samples per 8-byte store
-            # (little-endian: the first sample's in the low half): LLVM gives each gathered float a store
-            # of its own, and the stores bound the loop (0.8 against 1.0 cycles per value on AMD Zen 3,
-            # 10 classes, the tile in cache).  ``t``'s rows have an even length.
-            bits = a[s0:s1].ravel().view(np.uint32)
-            pairs = t.view(np.uint64)
-            for i0 in range(0, T8, 8):
-                block = bits[i0 * C : (i0 + 8) * C]
-                for c in range(C):
-                    col = pairs[c, i0 // 2 : i0 // 2 + 4]
-                    for j in range(4):
-                        col[j] = np.uint64(block[2 * j * C + c]) | (np.uint64(block[(2 * j + 1) * C + c]) << np.uint64(32))
-            for i in range(T8, T):
+                        col = pairs[c, i0 // 2 : i0 // 2 + 4]
+                        for j in range(4):
+                            col[j] = np.uint64(block[2 * j * C + c]) | (np.uint64(block[(2 * j + 1) * C + c]) << np.uint64(32))
+            for i in range(T8, T):  # the last T % 8 samples
                 for c in range(C):
                     t[c, i] = a[s0 + i, c]
 
